@@ -1,0 +1,87 @@
+// Package export takes a built image from a source (OCI layout, docker-archive
+// tarball, Docker daemon or registry), optionally appends layers and edits its
+// config, writes it to its destinations (registry tags, the Docker daemon, an
+// OCI layout) and records what it wrote in a report.
+package export
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+)
+
+// ErrBadInput is wrapped by every error that is the caller's fault (bad flag
+// value, unknown transport, a source that does not exist or is not an image).
+// Commands map it to exit code 2; everything else is exit code 1.
+var ErrBadInput = errors.New("bad input")
+
+// Artifact is what a source yields and a destination takes: a v1.Image or a
+// v1.ImageIndex. Use AsImage/AsIndex or a type switch.
+type Artifact interface {
+	partial.Describable
+	RawManifest() ([]byte, error)
+}
+
+// Transport names a kind of source.
+type Transport string
+
+const (
+	TransportOCI           Transport = "oci"            // oci:DIR[:TAG|@DIGEST]
+	TransportDockerArchive Transport = "docker-archive" // docker-archive:FILE[:REF]
+	TransportDaemon        Transport = "docker-daemon"  // docker-daemon:REF
+	TransportRemote        Transport = "docker"         // docker://REF
+)
+
+// Source is a parsed -source value.
+type Source struct {
+	Transport Transport
+	// Path is the directory or file for oci and docker-archive.
+	Path string
+	// Ref is the tag (oci:DIR:TAG), digest (oci:DIR@DIGEST), or image
+	// reference (docker-archive:FILE:REF, docker-daemon:REF, docker://REF).
+	Ref string
+}
+
+// AppendSpec is one -append DIR[:DEST] value: the contents of Dir become one
+// layer, placed under Dest (default "/") in the image filesystem.
+type AppendSpec struct {
+	Dir  string
+	Dest string
+}
+
+// Edits are the optional changes made to every image exported.
+type Edits struct {
+	Append     []AppendSpec
+	Labels     map[string]string
+	Env        []string // KEY=VALUE, set or replace
+	Entrypoint []string // nil leaves it unchanged; empty slice clears it
+	Cmd        []string // nil leaves it unchanged; empty slice clears it
+	Workdir    *string
+	User       *string
+	// Created is the time for new layers' files and the config's created
+	// field: SOURCE_DATE_EPOCH when set, else the Unix epoch, so that the same
+	// inputs give the same digest.
+	Created time.Time
+	// CacheDir, when set, caches compressed -append layers keyed by the
+	// directory's content, so an unchanged directory is not compressed again.
+	CacheDir string
+}
+
+// Empty reports whether the edits change nothing.
+func (e Edits) Empty() bool {
+	return len(e.Append) == 0 && len(e.Labels) == 0 && len(e.Env) == 0 &&
+		e.Entrypoint == nil && e.Cmd == nil && e.Workdir == nil && e.User == nil
+}
+
+// Implemented in source.go: ParseSource(s string) (Source, error) and
+//   Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, error)
+// (lazy: layers are read only when a destination streams them);
+//   SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error).
+// Implemented in edit.go: Apply(ctx context.Context, a Artifact, e Edits) (Artifact, error).
+var (
+	_ = context.Background
+	_ v1.Platform
+)
