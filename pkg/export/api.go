@@ -77,9 +77,13 @@ func (e Edits) Empty() bool {
 }
 
 // Implemented in source.go: ParseSource(s string) (Source, error) and
-//   Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, error)
+//
+//	Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, error)
+//
 // (lazy: layers are read only when a destination streams them);
-//   SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error).
+//
+//	SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error).
+//
 // Implemented in edit.go: Apply(ctx context.Context, a Artifact, e Edits) (Artifact, error).
 var (
 	_ = context.Background
