@@ -298,7 +298,8 @@ func (r *Registry) start() error {
 	if err := r.waitReady(p); err != nil {
 		r.kill(p)
 		r.proc = nil
-		return fmt.Errorf("registry on %s (log %s): %w: %s", r.host, r.logPath(), err, lastLines(r.logPath(), 5))
+		return fmt.Errorf("registry on %s (log %s): %w: %s", r.host, r.logPath(), err,
+			strings.ReplaceAll(lastLines(r.logPath(), 5), "\n", " | "))
 	}
 	return nil
 }
@@ -359,15 +360,9 @@ func (r *Registry) kill(p *process) {
 }
 
 func (r *Registry) dumpLog() {
-	data, err := os.ReadFile(r.logPath())
-	if err != nil || len(data) == 0 {
-		return
+	if tail := lastLines(r.logPath(), 30); tail != "" {
+		r.t.Logf("registry %s log %s (last 30 lines):\n%s", r.host, r.logPath(), tail)
 	}
-	const max = 8 << 10
-	if len(data) > max {
-		data = data[len(data)-max:]
-	}
-	r.t.Logf("registry %s log (last %d bytes):\n%s", r.host, len(data), data)
 }
 
 func lastLines(path string, n int) string {
@@ -379,7 +374,7 @@ func lastLines(path string, n int) string {
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	return strings.Join(lines, " | ")
+	return strings.Join(lines, "\n")
 }
 
 func freePort() (int, error) {
