@@ -6,7 +6,13 @@ package report
 import (
 	"errors"
 	"io"
+	"strings"
 )
+
+// MaxSize is the largest report Read and Parse accept, in bytes. A real
+// report is a few hundred bytes; 4 MiB leaves room for thousands of tags and
+// a lifecycle [build] bill of materials while bounding memory.
+const MaxSize = 4 << 20
 
 // DefaultPath is where the report goes when no path is given: report.toml in
 // the working directory (by convention /layers), as the RFC says.
@@ -57,21 +63,76 @@ type Image struct {
 
 // Read reads and validates the report at path. Errors name the file and, for
 // TOML syntax errors, the line and column; they wrap ErrInvalid, and a
-// missing file also wraps fs.ErrNotExist.
-func Read(path string) (*Report, error) { panic("unimplemented") }
+// missing file also wraps fs.ErrNotExist. A file larger than MaxSize is
+// refused without being read whole. See docs/report.md for what is accepted.
+func Read(path string) (*Report, error) { return read(path) }
 
 // Parse decodes and validates a report from data; name is used in errors.
-func Parse(name string, data []byte) (*Report, error) { panic("unimplemented") }
+// It accepts every spelling Read does: image_id or image-id (with or without
+// "sha256:", full or short), manifest_size or manifest-size (integer or
+// quoted integer), media_type or media-type; a [build] table and unknown keys
+// are ignored. The same field spelled both ways with different values is an
+// error.
+func Parse(name string, data []byte) (*Report, error) { return parse(name, data) }
 
-// Validate checks the report against the schema rules in DESIGN.md.
-func (r *Report) Validate() error { panic("unimplemented") }
+// Validate checks the report against the schema rules in DESIGN.md, the
+// same rules Parse applies: at least one tag, each a valid image reference;
+// digest, when set, "sha256:<64 hex>" or "sha512:<128 hex>"; image ID, when
+// set, "sha256:<64 hex>", 64 hex, or 12 to 63 hex digits (short); at least
+// one of digest and image ID; manifest size not negative; media type, when
+// set, "type/subtype" per RFC 6838. Errors wrap ErrInvalid.
+func (r *Report) Validate() error {
+	if err := validate(r, rfcKeys); err != nil {
+		return newError("report: ", err, nil)
+	}
+	return nil
+}
 
-// Encode writes r to w in the given schema.
-func Encode(w io.Writer, r *Report, schema Schema) error { panic("unimplemented") }
+// Encode validates r and writes it to w in the given schema; the empty
+// schema means SchemaRFC. Output is deterministic. An invalid report or an
+// unknown schema is an error wrapping ErrInvalid, and nothing is written.
+func Encode(w io.Writer, r *Report, schema Schema) error { return encode(w, r, schema) }
 
 // Write validates r and writes it to path atomically: a temp file in the
-// same directory, fsync, rename.
-func Write(path string, r *Report, schema Schema) error { panic("unimplemented") }
+// same directory, fsync, mode 0644, rename, fsync of the directory. The
+// directory is created if missing. On failure no temp file is left behind
+// and an existing report at path is untouched. Validation errors wrap
+// ErrInvalid; I/O errors do not.
+func Write(path string, r *Report, schema Schema) error { return write(path, r, schema) }
 
 // Remove deletes a stale report at path; a missing file is not an error.
-func Remove(path string) error { panic("unimplemented") }
+// A directory at path is an error wrapping ErrInvalid, and is not removed.
+func Remove(path string) error { return remove(path) }
+
+// ParseSchema parses a -report-schema flag value: "rfc" or "platform"; the
+// empty string means SchemaRFC. Anything else is an error wrapping ErrInvalid.
+func ParseSchema(s string) (Schema, error) {
+	switch Schema(s) {
+	case "", SchemaRFC:
+		return SchemaRFC, nil
+	case SchemaPlatform:
+		return SchemaPlatform, nil
+	}
+	return "", unknownSchema(Schema(s))
+}
+
+// String returns the schema's flag spelling.
+func (s Schema) String() string { return string(s) }
+
+// IsDaemon reports whether the image was exported to a Docker daemon: it has
+// an image ID and no registry digest.
+func (i Image) IsDaemon() bool { return i.ImageID != "" && i.Digest == "" }
+
+// ImageIDHex returns the image ID without its "sha256:" prefix, as the
+// Buildpacks platform spells it; empty when there is no image ID.
+func (i Image) ImageIDHex() string { return strings.TrimPrefix(i.ImageID, sha256Prefix) }
+
+// Set parses a flag value with ParseSchema, so a *Schema is a flag.Value.
+func (s *Schema) Set(v string) error {
+	parsed, err := ParseSchema(v)
+	if err != nil {
+		return err
+	}
+	*s = parsed
+	return nil
+}
