@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -54,13 +55,26 @@ func read(path string) (*Report, error) {
 	if info.IsDir() {
 		return nil, fileError(path, errors.New("is a directory, want a report.toml file"), nil)
 	}
-	// Read at most one byte past the limit: enough to tell "too big" without
-	// holding a huge file in memory.
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	data, err := readLimited(f, info)
 	if err != nil {
 		return nil, fileError(path, pathProblem(err), err)
 	}
 	return parse(path, data)
+}
+
+// readLimited reads at most one byte past MaxSize: enough to tell "too
+// big" without holding a huge file in memory. The buffer is sized from the
+// file's size, so a regular file is read with one allocation.
+func readLimited(r io.Reader, info fs.FileInfo) ([]byte, error) {
+	const limit = MaxSize + 1
+	size := int64(limit)
+	if info.Mode().IsRegular() && info.Size() < limit {
+		size = info.Size() + 1 // the file may have grown since Stat
+	}
+	// bytes.MinRead spare bytes: ReadFrom grows the buffer when less is free.
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(io.LimitReader(r, limit))
+	return buf.Bytes(), err
 }
 
 // pathProblem drops the path an *fs.PathError repeats: the caller names the

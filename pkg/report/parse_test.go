@@ -362,7 +362,8 @@ func TestReadBoundsMemory(t *testing.T) {
 	assertInvalid(t, err, "report "+path+": ")
 	assert.Check(t, is.ErrorContains(err, "limit"))
 	allocated := after.TotalAlloc - before.TotalAlloc
-	assert.Check(t, allocated < 4*MaxSize, "Read allocated %d bytes for a 100 MiB file", allocated)
+	t.Logf("Read allocated %d bytes for a 100 MiB file", allocated)
+	assert.Check(t, allocated < 2*MaxSize, "Read allocated %d bytes for a 100 MiB file", allocated)
 }
 
 func TestReadManyTags(t *testing.T) {
