@@ -1,0 +1,111 @@
+// Command report2results turns an export report (report.toml) into Tekton
+// results, an optional termination message and an optional OCI image layout.
+// It prints nothing on stdout; logs and the one-line error go to stderr.
+// Exit codes: 0 ok, 1 operation failed, 2 bad usage or input.
+// See docs/results.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/pkg/results"
+)
+
+// hosts is a repeatable -insecure-registry; one value may also hold a
+// comma-separated list, and an empty value adds nothing (a Tekton param
+// defaulting to "").
+type hosts []string
+
+func (h *hosts) String() string { return strings.Join(*h, ",") }
+func (h *hosts) Set(s string) error {
+	for _, host := range strings.Split(s, ",") {
+		host = strings.TrimSpace(host)
+		if host == "" {
+			continue
+		}
+		if _, err := name.NewRegistry(host, name.StrictValidation); err != nil || strings.Contains(host, "/") {
+			return fmt.Errorf("want HOST[:PORT], got %q", host)
+		}
+		*h = append(*h, host)
+	}
+	return nil
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+
+func run(args []string, stderr io.Writer) int {
+	reportPath := report.DefaultPath
+	if p := os.Getenv(report.EnvPath); p != "" {
+		reportPath = p
+	}
+	var o results.Options
+	var list string
+	var insecure hosts
+	var quiet bool
+	fs := flag.NewFlagSet("report2results", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.ReportPath, "report", reportPath, "`PATH` of the report to read (env "+report.EnvPath+")")
+	fs.StringVar(&o.ResultsDir, "results-dir", "/tekton/results", "`DIR` to write result files to")
+	fs.StringVar(&list, "results", "IMAGE_DIGEST,IMAGE_URL", "`LIST` of results to write, comma-separated: IMAGE_DIGEST, IMAGE_URL, IMAGES, IMAGE_ID, IMAGE_REF")
+	fs.StringVar(&o.Prefix, "prefix", "", "name results `P`_IMAGE_DIGEST, P_IMAGE_URL, ...")
+	fs.StringVar(&o.OCILayout, "oci-layout", "", "also write oci-layout + index.json (one descriptor per tag) into `DIR`")
+	fs.DurationVar(&o.Wait, "wait", 0, "wait up to `DURATION` for the report to appear")
+	fs.StringVar(&o.TerminationMessage, "termination-message", "", "also write the report as compact JSON (<= 4096 bytes) to file `F`")
+	fs.BoolVar(&o.Offline, "offline", false, "never contact a registry")
+	fs.Var(&insecure, "insecure-registry", "plain HTTP / unverified TLS for `HOST`[:PORT] only (repeatable, or comma-separated)")
+	fs.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintln(stderr, "usage: report2results [flags]   (see docs/results.md)")
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "report2results: %v (see -h)\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "report2results: takes no arguments, got %q (see -h)\n", fs.Args())
+		return 2
+	}
+	if o.Wait < 0 {
+		fmt.Fprintf(stderr, "report2results: -wait %s: must not be negative\n", o.Wait)
+		return 2
+	}
+	kinds, err := results.ParseKinds(list)
+	if err != nil {
+		fmt.Fprintf(stderr, "report2results: %v\n", err)
+		return 2
+	}
+	o.Kinds = kinds
+	o.InsecureRegistries = insecure
+	level := slog.LevelInfo
+	if quiet {
+		level = slog.LevelWarn
+	}
+	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := results.Run(ctx, o); err != nil {
+		// One line, whatever a wrapped error carries.
+		fmt.Fprintf(stderr, "report2results: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		if errors.Is(err, results.ErrBadInput) || errors.Is(err, report.ErrInvalid) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}

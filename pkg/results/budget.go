@@ -1,0 +1,118 @@
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/exportreport/exportreport/pkg/report"
+)
+
+// Budget is the size in bytes of a container's termination message, which is
+// where Tekton's entrypoint puts a step's results (the default
+// results-from: termination-message). Kubernetes caps it at 4096 bytes per
+// container; Tekton checks the same bound in
+// github.com/tektoncd/pipeline pkg/termination/write.go
+// (MaxContainerTerminationMessageLength = 1024 * 4) and fails the step
+// ("Termination message is above max allowed size 4096") when results
+// exceed it.
+const Budget = 4096
+
+// runResult mirrors result.RunResult in github.com/tektoncd/pipeline
+// pkg/result/result.go, field for field and tag for tag, so that
+// json.Marshal gives exactly the bytes the entrypoint writes:
+// {"key":"IMAGE_DIGEST","value":"sha256:...","type":1}. The entrypoint
+// (pkg/entrypoint/entrypointer.go readResultsFromDisk) reads every result
+// file into one such entry and termination.WriteMessage marshals the list as
+// one JSON array.
+type runResult struct {
+	Key          string `json:"key"`
+	Value        string `json:"value"`
+	ResourceName string `json:"resourceName,omitempty"`
+	ResultType   int    `json:"type,omitempty"`
+}
+
+const (
+	// taskRunResultType is result.TaskRunResultType (1); a StepAction's step
+	// results use StepResultType (4): one digit either way.
+	taskRunResultType = 1
+	// internalTektonResultType is result.InternalTektonResultType (3).
+	internalTektonResultType = 3
+)
+
+// startedAt is the entry the entrypoint always adds to the same message
+// (Key "StartedAt", time in "2006-01-02T15:04:05.000Z07:00"), at its longest:
+// a numeric zone offset rather than "Z".
+var startedAt = runResult{Key: "StartedAt", Value: "2006-01-02T15:04:05.000+00:00", ResultType: internalTektonResultType}
+
+// MessageSize returns how many bytes the termination message takes with
+// these results, those of other steps (results already in the results
+// directory) and the entrypoint's StartedAt entry: the JSON array the
+// entrypoint writes.
+func MessageSize(ours, others []Result) int {
+	entries := make([]runResult, 0, len(ours)+len(others)+1)
+	for _, r := range others {
+		entries = append(entries, runResult{Key: r.Name, Value: r.Value, ResultType: taskRunResultType})
+	}
+	for _, r := range ours {
+		entries = append(entries, runResult{Key: r.Name, Value: r.Value, ResultType: taskRunResultType})
+	}
+	entries = append(entries, startedAt)
+	b, err := json.Marshal(entries)
+	if err != nil { // strings and ints always marshal
+		panic(err)
+	}
+	return len(b)
+}
+
+// CheckBudget fails, naming the budget and the size needed, when the results
+// would not fit in the termination message. It never truncates.
+func CheckBudget(dir string, ours, others []Result) error {
+	size := MessageSize(ours, others)
+	if size <= Budget {
+		return nil
+	}
+	oursOnly := size - MessageSize(nil, others)
+	return badInputf("-results-dir %s: the results would take %d bytes of Tekton's %d-byte termination message budget (%d for the results asked for, %d for the entrypoint's StartedAt entry and %d other result files already in the directory); ask for fewer results (IMAGES grows with every tag) or a shorter -prefix",
+		dir, size, Budget, oursOnly, size-oursOnly, len(others))
+}
+
+// message is the termination message written by -termination-message, for
+// platforms without Tekton's results: the report as compact JSON in the
+// RFC's spelling, empty fields left out:
+// {"image":{"tags":[...],"digest":"sha256:...","manifest_size":N,"media_type":"..."}}
+type message struct {
+	Image messageImage `json:"image"`
+}
+
+type messageImage struct {
+	Tags         []string `json:"tags"`
+	Digest       string   `json:"digest,omitempty"`
+	ImageID      string   `json:"image_id,omitempty"`
+	ManifestSize int64    `json:"manifest_size,omitempty"`
+	MediaType    string   `json:"media_type,omitempty"`
+}
+
+// Message returns the termination message for the report: compact JSON of
+// at most Budget bytes (Kubernetes' cap on a termination message), or an
+// error naming the budget. path names the -termination-message file in
+// errors.
+func Message(r *report.Report, source, path string) ([]byte, error) {
+	if err := check(r, source); err != nil {
+		return nil, err
+	}
+	img := r.Image
+	b, err := json.Marshal(message{Image: messageImage{
+		Tags:         img.Tags,
+		Digest:       img.Digest,
+		ImageID:      img.ImageID,
+		ManifestSize: img.ManifestSize,
+		MediaType:    img.MediaType,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("-termination-message %s: %w", path, err)
+	}
+	if len(b) > Budget {
+		return nil, badInputf("-termination-message %s: report %s takes %d bytes as JSON, over the %d-byte termination message budget", path, source, len(b), Budget)
+	}
+	return b, nil
+}

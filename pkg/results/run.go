@@ -1,0 +1,336 @@
+// Package results turns an export report (report.toml) into the files Tekton
+// and its downstream consumers read: one file per result in the results
+// directory (IMAGE_DIGEST, IMAGE_URL, IMAGES, IMAGE_ID, IMAGE_REF, optionally
+// prefixed), a termination message for platforms without Tekton, and an OCI
+// image layout (via package layout).
+//
+// Every input is checked and every value computed before anything is
+// written; each file is written to a temp file in its own directory, synced
+// and renamed into place.
+package results
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/exportreport/exportreport/pkg/layout"
+	"github.com/exportreport/exportreport/pkg/report"
+)
+
+// Options is one run of report2results.
+type Options struct {
+	// ReportPath is the report to read.
+	ReportPath string
+	// Wait, when positive, is how long to wait for ReportPath to appear
+	// (a parallel step or sidecar writes it, atomically, by rename).
+	Wait time.Duration
+	// ResultsDir is where result files go (Tekton: /tekton/results).
+	ResultsDir string
+	// Kinds are the results to write; none writes no result files.
+	Kinds []Kind
+	// Prefix, when set, names results PREFIX_IMAGE_DIGEST and so on.
+	Prefix string
+	// OCILayout, when set, is a directory to make an OCI image layout
+	// describing the report (oci-layout + index.json).
+	OCILayout string
+	// TerminationMessage, when set, is a file to write the report to as
+	// compact JSON of at most Budget bytes.
+	TerminationMessage string
+	// Offline forbids registry requests.
+	Offline bool
+	// InsecureRegistries are hosts to reach over plain HTTP or unverified
+	// TLS.
+	InsecureRegistries []string
+	// Logger gets progress messages; nil discards them.
+	Logger *slog.Logger
+	// LayoutOptions are passed to layout.Describe after the ones Options
+	// implies (tests set a transport or keychain).
+	LayoutOptions []layout.Option
+}
+
+// pollInterval bounds how often Run looks for the report while waiting.
+const pollInterval = 100 * time.Millisecond
+
+// Run reads the report and writes what o asks for. Errors that are the
+// input's fault wrap ErrBadInput or report.ErrInvalid; others (a registry
+// request, a write) are operation failures.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := CheckPrefix(o.Prefix); err != nil {
+		return err
+	}
+	for _, k := range o.Kinds {
+		if !known(k) {
+			return badInputf("-results: unknown result %q; known: %s", k, joinKinds(Kinds))
+		}
+	}
+
+	r, err := readReport(ctx, o.ReportPath, o.Wait, log)
+	if err != nil {
+		return err
+	}
+	return runReport(ctx, o, r, log)
+}
+
+// runReport is Run once the report is read: check and compute everything,
+// then write.
+func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logger) error {
+	res, err := Compute(r, o.ReportPath, o.Kinds, o.Prefix)
+	if err != nil {
+		return err
+	}
+	if len(res) > 0 {
+		others, err := otherResults(o.ResultsDir, res)
+		if err != nil {
+			return err
+		}
+		if err := CheckBudget(o.ResultsDir, res, others); err != nil {
+			return err
+		}
+	}
+	var msg []byte
+	if o.TerminationMessage != "" {
+		if msg, err = Message(r, o.ReportPath, o.TerminationMessage); err != nil {
+			return err
+		}
+		if err := checkDir(filepath.Dir(o.TerminationMessage), "-termination-message "+o.TerminationMessage); err != nil {
+			return err
+		}
+	}
+	var idx v1.ImageIndex
+	if o.OCILayout != "" {
+		if idx, err = index(ctx, r, o, log); err != nil {
+			return err
+		}
+	}
+
+	// Then write: the layout, the termination message, the results last, so
+	// that results present means everything before them was written.
+	if idx != nil {
+		if err := layout.Write(o.OCILayout, idx); err != nil {
+			return err
+		}
+		log.Info("wrote OCI layout", "dir", o.OCILayout, "tags", len(r.Image.Tags))
+	}
+	if msg != nil {
+		if err := writeMessage(o.TerminationMessage, msg, log); err != nil {
+			return fmt.Errorf("-termination-message %s: %w", o.TerminationMessage, err)
+		}
+		log.Info("wrote termination message", "path", o.TerminationMessage, "bytes", len(msg))
+	}
+	for _, x := range res {
+		p := filepath.Join(o.ResultsDir, x.Name)
+		if err := writeFile(p, []byte(x.Value), 0o644); err != nil {
+			return fmt.Errorf("-results-dir %s: %w", o.ResultsDir, err)
+		}
+		log.Info("wrote result", "name", x.Name, "value", x.Value)
+	}
+	return nil
+}
+
+// readReport reads the report at path, first waiting up to wait for it to
+// appear. The writer renames a complete report into place, so a report that
+// exists is whole.
+func readReport(ctx context.Context, path string, wait time.Duration, log *slog.Logger) (*report.Report, error) {
+	if wait > 0 {
+		if err := waitFor(ctx, path, wait, log); err != nil {
+			return nil, err
+		}
+	}
+	r, err := report.Read(path)
+	if err != nil {
+		if wait > 0 && errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("-wait %s: %w", wait, err)
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+// waitFor polls for path until it exists, wait runs out or ctx is done.
+// Running out is not an error here: report.Read then says the file is
+// missing.
+func waitFor(ctx context.Context, path string, wait time.Duration, log *slog.Logger) error {
+	deadline := time.Now().Add(wait)
+	interval := min(pollInterval, max(wait/10, time.Millisecond))
+	logged := false
+	for {
+		if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil
+		}
+		if !logged {
+			log.Debug("waiting for the report", "path", path, "wait", wait)
+			logged = true
+		}
+		t := time.NewTimer(min(interval, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("-wait %s: waiting for %s: %w", wait, path, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// index builds the OCI image index for -oci-layout: the report's descriptor
+// (asking the registry for what the report lacks, unless offline) under
+// every tag.
+func index(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (v1.ImageIndex, error) {
+	if r.Image.Digest == "" {
+		return nil, badInputf("-oci-layout %s: report %s is from a daemon export: it has image_id but no registry digest, which an OCI layout needs", o.OCILayout, o.ReportPath)
+	}
+	opts := append([]layout.Option{
+		layout.WithOffline(o.Offline),
+		layout.WithInsecureRegistries(o.InsecureRegistries...),
+		layout.WithLogger(log),
+	}, o.LayoutOptions...)
+	desc, err := layout.Describe(ctx, r, opts...)
+	if errors.Is(err, layout.ErrNeedRegistry) {
+		return nil, badInputf("-oci-layout %s: report %s: %v", o.OCILayout, o.ReportPath, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("-oci-layout %s: report %s: %w", o.OCILayout, o.ReportPath, err)
+	}
+	idx, err := layout.Index(r.Image.Tags, desc)
+	if err != nil {
+		return nil, badInputf("-oci-layout %s: report %s: %v", o.OCILayout, o.ReportPath, err)
+	}
+	if _, err := idx.RawManifest(); err != nil {
+		return nil, fmt.Errorf("-oci-layout %s: %w", o.OCILayout, err)
+	}
+	return idx, nil
+}
+
+// otherResults returns the results already in dir that this run will not
+// overwrite: Tekton's entrypoint puts every declared result present into the
+// same termination message, so they count against the budget. Temp files
+// and names that cannot be results are skipped.
+func otherResults(dir string, ours []Result) ([]Result, error) {
+	if err := checkDir(dir, "-results-dir "+dir); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-results-dir %s: %w", dir, err)
+	}
+	mine := map[string]bool{}
+	for _, r := range ours {
+		mine[r.Name] = true
+	}
+	var others []Result
+	for _, e := range entries {
+		n := e.Name()
+		if mine[n] || !e.Type().IsRegular() || !resultNameFormat.MatchString(n) {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("-results-dir %s: %w", dir, err)
+		}
+		// More than the budget cannot fit anyway; don't read a huge file.
+		b, err := io.ReadAll(io.LimitReader(f, Budget+1))
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("-results-dir %s: %w", dir, err)
+		}
+		others = append(others, Result{Name: n, Value: string(b)})
+	}
+	return others, nil
+}
+
+// checkDir fails unless dir is an existing directory; what names the flag.
+func checkDir(dir, what string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return badInputf("%s: %v", what, err)
+	}
+	if !fi.IsDir() {
+		return badInputf("%s: %s is not a directory", what, dir)
+	}
+	return nil
+}
+
+// writeFile writes data to path through a synced temp file in the same
+// directory and a rename: a reader sees the old file or the new one.
+func writeFile(path string, data []byte, perm fs.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
+		_ = d.Sync() // make the rename durable; not every filesystem can
+		d.Close()
+	}
+	return nil
+}
+
+// replaceFile is writeFile; tests swap it to fail the way a bind mount does.
+var replaceFile = writeFile
+
+// writeMessage writes the termination message atomically where it can.
+// Kubernetes bind-mounts the termination message file into the container,
+// and renaming onto a mount point fails (EBUSY), as does making a temp file
+// beside it in a read-only /dev; then the file is rewritten in place, which
+// is safe because the kubelet reads it only after the container exits.
+func writeMessage(path string, data []byte, log *slog.Logger) error {
+	err := replaceFile(path, data, 0o644)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) &&
+		!errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+		return err
+	}
+	log.Debug("termination message: atomic replace impossible, writing in place", "path", path, "reason", err)
+	f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if ferr != nil {
+		return errors.Join(err, ferr)
+	}
+	if _, werr := f.Write(data); werr != nil {
+		f.Close()
+		return werr
+	}
+	if serr := f.Sync(); serr != nil {
+		f.Close()
+		return serr
+	}
+	return f.Close()
+}
