@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/exportreport/exportreport/test/distribution"
@@ -17,10 +18,12 @@ import (
 
 const module = "github.com/exportreport/exportreport"
 
-// commands are the binaries under test, built once by TestMain.
+// commands are the binaries under test, built once into a directory that
+// TestMain removes.
 var commands = []string{"export-step", "report2results"}
 
 var built struct {
+	once    sync.Once
 	dir     string
 	missing map[string]bool // command whose package does not exist (yet)
 	err     error           // the build failed
@@ -43,7 +46,6 @@ func buildAndRun(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 	built.dir = dir
 	built.missing = map[string]bool{}
-	built.err = build(dir)
 	return m.Run(), nil
 }
 
@@ -78,11 +80,12 @@ func build(dir string) error {
 	return nil
 }
 
-// binary returns the path of a built command; it fails the test when the
-// build failed, and applies the missing-tool policy when the command's
-// package does not exist.
+// binary returns the path of a built command, building the commands on
+// first use; it fails the test when the build failed, and applies the
+// missing-tool policy when the command's package does not exist.
 func binary(t *testing.T, command string) string {
 	t.Helper()
+	built.once.Do(func() { built.err = build(built.dir) })
 	if built.missing[command] {
 		distribution.Unavailable(t, "cmd/%s does not exist yet", command)
 	}
