@@ -1,0 +1,162 @@
+package export
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// captureLogs sends slog's default logger to a buffer for the test.
+func captureLogs(t *testing.T) func() string {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		buf bytes.Buffer
+	)
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.String()
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func appendedLayer(t *testing.T, a Artifact) v1.Hash {
+	t.Helper()
+	m, err := a.(v1.Image).Manifest()
+	assert.NilError(t, err)
+	return m.Layers[len(m.Layers)-1].Digest
+}
+
+func TestCacheReuse(t *testing.T) {
+	ctx := context.Background()
+	logs := captureLogs(t)
+	base := editBase(t)
+	dir := layerFixture(t, t.TempDir(), time.Unix(1, 0))
+	cache := filepath.Join(t.TempDir(), "cache")
+	edits := Edits{Append: []AppendSpec{{Dir: dir, Dest: "/app"}}, Created: time.Unix(1700000000, 0)}
+
+	uncached, err := Apply(ctx, base, edits)
+	assert.NilError(t, err)
+
+	edits.CacheDir = cache
+	streams := tarStreams.Load()
+	first, err := Apply(ctx, base, edits)
+	assert.NilError(t, err)
+	assert.Equal(t, tarStreams.Load()-streams, int64(1), "a cache miss compresses the directory once")
+	// Caching does not change a single byte of the result.
+	assert.Equal(t, srcDigest(t, first), srcDigest(t, uncached))
+
+	entries, err := os.ReadDir(cache)
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(entries, 1), "no temp files left behind")
+	assert.Check(t, strings.HasSuffix(entries[0].Name(), ".tar.gz"))
+	fi, err := entries[0].Info()
+	assert.NilError(t, err)
+	layerSize, err := first.(v1.Image).Manifest()
+	assert.NilError(t, err)
+	assert.Equal(t, fi.Size(), layerSize.Layers[len(layerSize.Layers)-1].Size, "the cache file is the compressed layer")
+
+	streams = tarStreams.Load()
+	second, err := Apply(ctx, base, edits)
+	assert.NilError(t, err)
+	assert.Equal(t, tarStreams.Load()-streams, int64(0), "an unchanged directory is not compressed again")
+	assert.Equal(t, srcDigest(t, second), srcDigest(t, first))
+	assert.Check(t, is.Contains(logs(), "layer cache hit"))
+
+	// Reading the cached layer for an upload does not rebuild it either.
+	streams = tarStreams.Load()
+	layers, err := second.(v1.Image).Layers()
+	assert.NilError(t, err)
+	listing := tarListing(t, layers[len(layers)-1])
+	assert.Check(t, is.Contains(listing, "app/index.html"))
+	assert.Equal(t, tarStreams.Load()-streams, int64(0))
+
+	t.Run("a changed file is a new entry", func(t *testing.T) {
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>changed</h1>\n"), 0o644))
+		streams := tarStreams.Load()
+		changed, err := Apply(ctx, base, edits)
+		assert.NilError(t, err)
+		assert.Equal(t, tarStreams.Load()-streams, int64(1))
+		assert.Check(t, appendedLayer(t, changed) != appendedLayer(t, first))
+		entries, err := os.ReadDir(cache)
+		assert.NilError(t, err)
+		assert.Check(t, is.Len(entries, 2))
+	})
+	t.Run("another time is a new entry", func(t *testing.T) {
+		e := edits
+		e.Created = time.Unix(1700000001, 0)
+		streams := tarStreams.Load()
+		_, err := Apply(ctx, base, e)
+		assert.NilError(t, err)
+		assert.Equal(t, tarStreams.Load()-streams, int64(1))
+	})
+	t.Run("a changed mode is a new entry", func(t *testing.T) {
+		assert.NilError(t, os.Chmod(filepath.Join(dir, "index.html"), 0o600))
+		streams := tarStreams.Load()
+		_, err := Apply(ctx, base, edits)
+		assert.NilError(t, err)
+		assert.Equal(t, tarStreams.Load()-streams, int64(1))
+	})
+}
+
+func TestCacheFailureIsAWarning(t *testing.T) {
+	ctx := context.Background()
+	base := editBase(t)
+	dir := layerFixture(t, t.TempDir(), time.Unix(1, 0))
+	edits := Edits{Append: []AppendSpec{{Dir: dir}}, Created: time.Unix(1700000000, 0)}
+	want, err := Apply(ctx, base, edits)
+	assert.NilError(t, err)
+
+	t.Run("cache dir is a file", func(t *testing.T) {
+		logs := captureLogs(t)
+		notADir := filepath.Join(t.TempDir(), "file")
+		srcWriteFile(t, notADir, "x")
+		e := edits
+		e.CacheDir = notADir
+		got, err := Apply(ctx, base, e)
+		assert.NilError(t, err)
+		assert.Equal(t, srcDigest(t, got), srcDigest(t, want))
+		assert.Check(t, is.Contains(logs(), "level=WARN msg=\"layer cache write failed"))
+	})
+	t.Run("corrupted entry is rebuilt", func(t *testing.T) {
+		logs := captureLogs(t)
+		cache := t.TempDir()
+		e := edits
+		e.CacheDir = cache
+		_, err := Apply(ctx, base, e)
+		assert.NilError(t, err)
+		entries, err := os.ReadDir(cache)
+		assert.NilError(t, err)
+		assert.Assert(t, is.Len(entries, 1))
+		srcWriteFile(t, filepath.Join(cache, entries[0].Name()), "\x1f\x8bnot really gzip")
+
+		got, err := Apply(ctx, base, e)
+		assert.NilError(t, err)
+		assert.Equal(t, srcDigest(t, got), srcDigest(t, want))
+		assert.Check(t, is.Contains(logs(), "layer cache entry unusable; rebuilding it"))
+	})
+}
