@@ -84,29 +84,24 @@ func TestExportIndex(t *testing.T) {
 			if tc.platform != nil {
 				return
 			}
-			// Every child of the index and its blobs were pushed.
+			// Both children of the index were pushed.
 			ref, err := name.ParseReference(tags[0])
 			assert.NilError(t, err)
 			got, err := remote.Index(ref, reg.RemoteOptions()...)
 			assert.NilError(t, err)
 			manifest, err := got.IndexManifest()
 			assert.NilError(t, err)
-			assert.Assert(t, is.Len(manifest.Manifests, 2))
+			var children []string
 			for _, child := range manifest.Manifests {
-				img, err := remote.Image(ref.Context().Digest(child.Digest.String()), reg.RemoteOptions()...)
-				assert.NilError(t, err)
-				layers, err := img.Layers()
-				assert.NilError(t, err)
-				for _, l := range layers {
-					d, err := l.Digest()
-					assert.NilError(t, err)
-					_, err = remote.Layer(ref.Context().Digest(d.String()), reg.RemoteOptions()...)
-					assert.NilError(t, err)
-					rc, err := l.Compressed()
-					assert.NilError(t, err, "layer %s of %s", d, child.Digest)
-					assert.NilError(t, rc.Close())
-				}
+				children = append(children, child.Digest.String())
 			}
+			sort.Strings(children)
+			var want []string
+			for _, img := range images {
+				want = append(want, descriptorOf(t, img).Digest.String())
+			}
+			sort.Strings(want)
+			assert.DeepEqual(t, children, want)
 		})
 	}
 }

@@ -241,6 +241,7 @@ func assertServed(t *testing.T, reg *distribution.Registry, r report, skopeoArgs
 		assert.Check(t, is.Equal(desc.Digest.String(), r.Image.Digest), "remote.Head %s", tag)
 		assert.Check(t, is.Equal(desc.Size, r.Image.ManifestSize), "remote.Head %s", tag)
 		assert.Check(t, is.Equal(string(desc.MediaType), r.Image.MediaType), "remote.Head %s", tag)
+		assertBlobsServed(t, reg, ref)
 
 		args := append([]string{"inspect", "--raw"}, skopeoArgs...)
 		if len(skopeoArgs) == 0 {
@@ -252,6 +253,40 @@ func assertServed(t *testing.T, reg *distribution.Registry, r report, skopeoArgs
 		assert.Check(t, is.Equal(sha256Digest(raw), r.Image.Digest), "skopeo inspect --raw %s", tag)
 		assert.Check(t, is.Equal(int64(len(raw)), r.Image.ManifestSize), "skopeo inspect --raw %s", tag)
 		assert.Check(t, is.Equal(manifestMediaType(t, raw), r.Image.MediaType), "skopeo inspect --raw %s", tag)
+	}
+}
+
+// assertBlobsServed reads every blob the manifest (or index) at ref names:
+// the children of an index, the config and every layer, each verified
+// against its digest.
+func assertBlobsServed(t *testing.T, reg *distribution.Registry, ref name.Reference) {
+	t.Helper()
+	got, err := remote.Get(ref, reg.RemoteOptions()...)
+	assert.NilError(t, err, "GET %s", ref)
+	if got.MediaType.IsIndex() {
+		idx, err := got.ImageIndex()
+		assert.NilError(t, err)
+		manifest, err := idx.IndexManifest()
+		assert.NilError(t, err)
+		for _, child := range manifest.Manifests {
+			assertBlobsServed(t, reg, ref.Context().Digest(child.Digest.String()))
+		}
+		return
+	}
+	img, err := got.Image()
+	assert.NilError(t, err)
+	_, err = img.RawConfigFile()
+	assert.NilError(t, err, "config of %s", ref)
+	layers, err := img.Layers()
+	assert.NilError(t, err)
+	for _, l := range layers {
+		d, err := l.Digest()
+		assert.NilError(t, err)
+		rc, err := l.Compressed()
+		assert.NilError(t, err, "layer %s of %s", d, ref)
+		_, err = io.Copy(io.Discard, rc)
+		assert.NilError(t, err, "layer %s of %s", d, ref)
+		assert.NilError(t, rc.Close(), "layer %s of %s", d, ref)
 	}
 }
 
