@@ -1,0 +1,229 @@
+// Command export-step pushes (or loads) one image to its destinations and
+// records what it wrote in report.toml. See DESIGN.md, section export-step.
+//
+//	export-step [flags] IMAGE [IMAGE...]
+//
+// stdout carries only the digest (or, with -daemon, the image ID) and a
+// newline. Exit codes: 0 success, 1 export failed (no report written),
+// 2 bad usage or input (nothing pushed or written).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/exportreport/exportreport/pkg/export"
+	"github.com/exportreport/exportreport/pkg/report"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: export-step [flags] IMAGE [IMAGE...]
+
+IMAGE are destination tags; the first is the primary one. Flags:
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fail := func(code int, err error) int {
+		// One line, whatever the error carries (a registry's body, a join).
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+		fmt.Fprintf(stderr, "export-step: %s\n", msg)
+		return code
+	}
+	opts, err := parseFlags(args, stderr, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return fail(2, err)
+	}
+	// One logger for the export and for code that logs through slog's
+	// default: info, or warnings only with -quiet.
+	level := slog.LevelInfo
+	if opts.Quiet {
+		level = slog.LevelWarn
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(opts.Logger)
+
+	rep, err := export.Run(ctx, opts)
+	if err != nil {
+		if errors.Is(err, export.ErrBadInput) || errors.Is(err, report.ErrInvalid) {
+			return fail(2, err)
+		}
+		return fail(1, err)
+	}
+	out := rep.Image.Digest
+	if opts.Daemon {
+		out = rep.Image.ImageID
+	}
+	fmt.Fprintln(stdout, out)
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (export.Options, error) {
+	fs := flag.NewFlagSet("export-step", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {} // errors are one line, printed by run; -h prints usage below
+
+	defaultReport := report.DefaultPath
+	if p := getenv(report.EnvPath); p != "" {
+		defaultReport = p
+	}
+	o := export.Options{Stderr: stderr}
+	var (
+		appends, labels, envs, insecure list
+		entrypoint, cmd, workdir, user  optional
+	)
+	fs.StringVar(&o.Source, "source", "", "`SOURCE`: oci:DIR[:TAG|@DIGEST] | docker-archive:FILE | docker-daemon:REF | docker://REF | PATH (auto-detected)")
+	fs.BoolVar(&o.Daemon, "daemon", false, "write to the Docker daemon instead of a registry")
+	fs.StringVar(&o.OCILayout, "oci-layout", "", "also write the result into the OCI image layout `DIR`")
+	fs.Var(&appends, "append", "add `DIR[:DEST]` as one reproducible layer (repeatable)")
+	fs.Var(&labels, "label", "set config label `K=V` (repeatable)")
+	fs.Var(&envs, "env", "set config env `K=V` (repeatable)")
+	fs.Var(&entrypoint, "entrypoint", "set the entrypoint: `JSON|PATH`, a JSON array of strings (e.g. [\"/bin/app\",\"-v\"]) or else one executable path, never split on spaces; \"\" or [] clears it")
+	fs.Var(&cmd, "cmd", "set the cmd: `JSON|ARG`, a JSON array of strings or else one argument, never split on spaces; \"\" or [] clears it")
+	fs.Var(&workdir, "workdir", "set the working `DIR`")
+	fs.Var(&user, "user", "set the `USER[:GROUP]`")
+	fs.StringVar(&o.Platform, "platform", "", "pick `OS/ARCH[/VARIANT]` from an index source (default: the whole index; with -daemon, the daemon's platform)")
+	fs.StringVar(&o.Edits.CacheDir, "cache-dir", "", "layer cache `DIR` for -append")
+	fs.StringVar(&o.ReportPath, "report", defaultReport, "write the report to `PATH` (env "+report.EnvPath+")")
+	o.ReportSchema = report.SchemaRFC
+	fs.Var(&o.ReportSchema, "report-schema", "report spelling: `rfc|platform`")
+	fs.Var(&insecure, "insecure-registry", "plain HTTP / unverified TLS for `HOST[:PORT]` only (repeatable)")
+	fs.IntVar(&o.Jobs, "jobs", export.DefaultJobs, "parallel blob uploads `N` (>= 1)")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines, warnings only")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprint(stderr, usage)
+			fs.PrintDefaults()
+		}
+		return o, err
+	}
+
+	o.Tags = fs.Args()
+	if len(o.Tags) == 0 {
+		return o, errors.New("no destination IMAGE given; usage: export-step [flags] IMAGE [IMAGE...]")
+	}
+	if o.Jobs < 1 {
+		return o, fmt.Errorf("-jobs must be at least 1, got %d", o.Jobs)
+	}
+	o.Insecure = insecure
+
+	for _, a := range appends {
+		o.Edits.Append = append(o.Edits.Append, parseAppend(a))
+	}
+	for _, kv := range labels {
+		k, v, err := splitKV("-label", kv)
+		if err != nil {
+			return o, err
+		}
+		if o.Edits.Labels == nil {
+			o.Edits.Labels = map[string]string{}
+		}
+		o.Edits.Labels[k] = v
+	}
+	for _, kv := range envs {
+		if _, _, err := splitKV("-env", kv); err != nil {
+			return o, err
+		}
+		o.Edits.Env = append(o.Edits.Env, kv)
+	}
+	var err error
+	if o.Edits.Entrypoint, err = entrypoint.command("-entrypoint"); err != nil {
+		return o, err
+	}
+	if o.Edits.Cmd, err = cmd.command("-cmd"); err != nil {
+		return o, err
+	}
+	o.Edits.Workdir = workdir.ptr()
+	o.Edits.User = user.ptr()
+
+	o.Edits.Created = time.Unix(0, 0).UTC()
+	if s := getenv("SOURCE_DATE_EPOCH"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return o, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative integer number of seconds since 1970", s)
+		}
+		o.Edits.Created = time.Unix(n, 0).UTC()
+	}
+	return o, nil
+}
+
+// parseAppend splits DIR[:DEST] at the last ':' that starts an absolute
+// DEST, so "a:b/dir" is one directory and "dir:/opt/app" puts dir at /opt/app.
+func parseAppend(s string) export.AppendSpec {
+	if i := strings.LastIndex(s, ":/"); i > 0 {
+		return export.AppendSpec{Dir: s[:i], Dest: s[i+1:]}
+	}
+	return export.AppendSpec{Dir: s}
+}
+
+func splitKV(flagName, kv string) (string, string, error) {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok || k == "" {
+		return "", "", fmt.Errorf("%s %q: want KEY=VALUE", flagName, kv)
+	}
+	return k, v, nil
+}
+
+// list is a repeatable string flag.
+type list []string
+
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(s string) error { *l = append(*l, s); return nil }
+
+// optional is a string flag that knows whether it was given.
+type optional struct {
+	set   bool
+	value string
+}
+
+func (o *optional) String() string     { return o.value }
+func (o *optional) Set(s string) error { o.set, o.value = true, s; return nil }
+
+func (o *optional) ptr() *string {
+	if !o.set {
+		return nil
+	}
+	v := o.value
+	return &v
+}
+
+// command reads -entrypoint/-cmd: nil when not given; a JSON array of
+// strings when the value starts with '['; empty (clear) for ""; otherwise
+// the value is one element, never split on spaces (exec form, no shell).
+func (o *optional) command(flagName string) ([]string, error) {
+	if !o.set {
+		return nil, nil
+	}
+	v := strings.TrimSpace(o.value)
+	if v == "" {
+		return []string{}, nil
+	}
+	if strings.HasPrefix(v, "[") {
+		out := []string{}
+		if err := json.Unmarshal([]byte(v), &out); err != nil {
+			return nil, fmt.Errorf("%s %q: not a JSON array of strings: %v", flagName, o.value, err)
+		}
+		return out, nil
+	}
+	return []string{o.value}, nil
+}

@@ -1,0 +1,437 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/daemon"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/moby/moby/client"
+
+	"github.com/exportreport/exportreport/pkg/report"
+)
+
+// DefaultJobs is the default number of parallel blob uploads (-jobs).
+const DefaultJobs = 4
+
+// UserAgent is sent to registries.
+const UserAgent = "exportreport/export-step"
+
+// Options describe one export: where the image comes from, how it is
+// edited, where it goes and where the report is written. The zero value of
+// every optional field is a sensible default; Tags, Jobs and one of Source or
+// Artifact are required.
+type Options struct {
+	// Source is a -source value (see ParseSource). Exactly one of Source and
+	// Artifact is set.
+	Source string
+	// Artifact, instead of Source, exports an image or index the caller has
+	// already built (library use: no source is opened).
+	Artifact Artifact
+
+	// Tags are the destination references, fully qualified or not; the first
+	// is the primary one. Each must be a tag (not a digest). At least one.
+	Tags []string
+	// Daemon writes to the Docker daemon instead of a registry.
+	Daemon bool
+	// OCILayout, when set, also writes the result into the OCI image layout
+	// at this directory (created if missing).
+	OCILayout string
+	// Platform ("os/arch[/variant]") selects one image from an index source.
+	// Empty exports the whole index, or, with Daemon, the daemon's platform.
+	Platform string
+	// Edits are applied to the source before it is written.
+	Edits Edits
+
+	// ReportPath is where report.toml goes; empty means report.DefaultPath.
+	ReportPath string
+	// ReportSchema is the report spelling; empty means report.SchemaRFC.
+	ReportSchema report.Schema
+
+	// Insecure lists registry hosts ("host" or "host:port") spoken to over
+	// plain HTTP or TLS without certificate verification. A host without a
+	// port matches every port of that host; nothing else is affected.
+	Insecure []string
+	// Jobs bounds parallel blob uploads per repository (>= 1).
+	Jobs int
+	// Quiet turns off progress lines and info logs.
+	Quiet bool
+	// Stderr receives progress lines and logs; nil means os.Stderr.
+	Stderr io.Writer
+	// Logger, when set, is used for logs instead of one writing to Stderr.
+	Logger *slog.Logger
+	// Keychain resolves registry credentials; nil means authn.DefaultKeychain
+	// (the Docker config: DOCKER_CONFIG or ~/.docker/config.json).
+	Keychain authn.Keychain
+
+	// Transport, when set, replaces the default HTTP transport for registry
+	// requests (tests); the per-host TLS policy of Insecure then is the
+	// transport's own business.
+	Transport http.RoundTripper
+	// RetryBackoff overrides the backoff for transient registry failures
+	// (5xx, 429, 408, resets, timeouts); the zero value means the default:
+	// 500ms doubling, at most 5 tries, capped at 10s between tries.
+	RetryBackoff remote.Backoff
+
+	// progressInterval overrides the 1s progress period (tests).
+	progressInterval time.Duration
+}
+
+// defaultRetryBackoff is a capped exponential backoff: 0.5s, 1s, 2s, 4s.
+var defaultRetryBackoff = remote.Backoff{
+	Duration: 500 * time.Millisecond,
+	Factor:   2,
+	Jitter:   0.1,
+	Steps:    5,
+	Cap:      10 * time.Second,
+}
+
+// plan is Options after validation: everything parsed, nothing done yet.
+type plan struct {
+	opts       Options
+	source     *Source
+	tags       []name.Tag
+	insecure   hostSet
+	platform   *v1.Platform
+	schema     report.Schema
+	reportPath string
+	stderr     io.Writer
+	log        *slog.Logger
+	keychain   authn.Keychain
+	backoff    remote.Backoff
+}
+
+// Run exports as opts say and returns the report it wrote. The steps run in
+// this order, and each starts only if the previous one succeeded:
+//
+//  1. validate every input (errors wrap ErrBadInput; nothing is touched);
+//  2. remove a stale report at the report path;
+//  3. open the source (lazily), select the platform, apply the edits (this
+//     also fills the -cache-dir layer cache; a cache failure is a warning);
+//  4. push to every registry tag, then verify that each registry returned
+//     the digest computed locally -- or, with Daemon, load into the Docker
+//     daemon, tag, and read the image ID back;
+//  5. write the OCI layout, if asked;
+//  6. write the report atomically.
+//
+// A failure after step 2 leaves no report behind.
+func Run(ctx context.Context, opts Options) (*report.Report, error) {
+	p, err := newPlan(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := report.Remove(p.reportPath); err != nil {
+		return nil, fmt.Errorf("remove stale report %s: %w", p.reportPath, err)
+	}
+
+	var docker *client.Client
+	if opts.Daemon || (p.source != nil && p.source.Transport == TransportDaemon) {
+		docker, err = newDockerClient()
+		if err != nil {
+			return nil, err
+		}
+		defer docker.Close()
+	}
+	rt := newRegistryTransport(opts.Transport, p.insecure)
+
+	art, err := p.open(ctx, docker, rt)
+	if err != nil {
+		return nil, err
+	}
+
+	rep := &report.Report{}
+	for _, t := range p.tags {
+		rep.Image.Tags = append(rep.Image.Tags, t.Name())
+	}
+	var what string // what was written, for the report-write error
+	if opts.Daemon {
+		img, ok := art.(v1.Image)
+		if !ok {
+			return nil, fmt.Errorf("%w: -daemon needs a single image, the source is an index; choose one with -platform", ErrBadInput)
+		}
+		id, err := writeDaemon(ctx, docker, img, p.tags, p.log)
+		if err != nil {
+			return nil, err
+		}
+		rep.Image.ImageID = id
+		what = fmt.Sprintf("loaded into the Docker daemon as %s (image ID %s)", p.tags[0].Name(), id)
+	} else {
+		desc, err := pushAndVerify(ctx, art, p.tags, registryConfig{
+			transport: rt,
+			keychain:  p.keychain,
+			jobs:      opts.Jobs,
+			backoff:   p.backoff,
+			progress:  p.progressWriter(),
+			interval:  p.opts.progressInterval,
+			log:       p.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		rep.Image.Digest = desc.Digest.String()
+		rep.Image.ManifestSize = desc.Size
+		rep.Image.MediaType = string(desc.MediaType)
+		what = fmt.Sprintf("pushed as %s@%s", p.tags[0].Name(), desc.Digest)
+	}
+
+	if opts.OCILayout != "" {
+		desc, err := writeOCILayout(opts.OCILayout, art, p.tags[0])
+		if err != nil {
+			return nil, fmt.Errorf("image WAS %s, but -oci-layout failed: %w", what, err)
+		}
+		p.log.Info("wrote OCI layout", "dir", opts.OCILayout, "ref", p.tags[0].TagStr(), "digest", desc.Digest.String())
+	}
+
+	if err := report.Write(p.reportPath, rep, p.schema); err != nil {
+		// %v, not %w: a report the code built is never the user's fault (exit 1).
+		return nil, fmt.Errorf("image WAS %s, but the report could not be written: %v", what, err)
+	}
+	p.log.Info("wrote report", "path", p.reportPath)
+	return rep, nil
+}
+
+// open resolves the source, selects the platform and applies the edits.
+func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTripper) (Artifact, error) {
+	art := p.opts.Artifact
+	if art == nil {
+		src := *p.source
+		sopts := []SourceOption{
+			WithRemoteOptions(remote.WithContext(ctx), remote.WithAuthFromKeychain(p.keychain),
+				remote.WithTransport(rt), remote.WithUserAgent(UserAgent), remote.WithJobs(p.opts.Jobs),
+				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(retryStatusCodes...)),
+		}
+		if src.Transport == TransportRemote {
+			if ref, err := name.ParseReference(src.Ref); err == nil && p.insecure.match(ref.Context().RegistryStr()) {
+				sopts = append(sopts, WithNameOptions(name.Insecure))
+			}
+		}
+		if docker != nil {
+			sopts = append(sopts, WithDaemonOptions(daemon.WithClient(docker), daemon.WithContext(ctx)))
+		}
+		var err error
+		art, err = Open(ctx, src, sopts...)
+		if err != nil {
+			return nil, err // names the source; wraps ErrBadInput when it is not an image
+		}
+	}
+
+	if p.platform != nil {
+		var err error
+		if art, err = SelectPlatform(art, p.platform); err != nil {
+			return nil, err // names -platform
+		}
+	} else if _, isIndex := art.(v1.ImageIndex); isIndex && p.opts.Daemon {
+		platform, err := daemonPlatform(ctx, docker)
+		if err != nil {
+			return nil, err
+		}
+		p.log.Info("the source is an index; selecting the Docker daemon's platform", "platform", platform.String())
+		if art, err = SelectPlatform(art, platform); err != nil {
+			return nil, fmt.Errorf("-daemon: the source is an index, choosing the Docker daemon's platform %s (give -platform to choose another): %w", platform, err)
+		}
+	}
+	// Apply also fills -cache-dir; a cache failure there is only a warning.
+	var err error
+	if art, err = Apply(ctx, art, p.opts.Edits); err != nil {
+		return nil, err // names the flag at fault
+	}
+	switch art.(type) {
+	case v1.Image, v1.ImageIndex:
+		return art, nil
+	default:
+		return nil, fmt.Errorf("%w: source yields %T, neither an image nor an index", ErrBadInput, art)
+	}
+}
+
+// newPlan validates opts. Every error wraps ErrBadInput and names the flag.
+func newPlan(opts Options) (*plan, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadInput}, a...)...)
+	}
+	p := &plan{opts: opts, stderr: opts.Stderr, keychain: opts.Keychain, backoff: opts.RetryBackoff}
+	if p.stderr == nil {
+		p.stderr = os.Stderr
+	}
+	p.stderr = &syncWriter{w: p.stderr}
+	p.log = opts.Logger
+	if p.log == nil {
+		level := slog.LevelInfo
+		if opts.Quiet {
+			level = slog.LevelWarn
+		}
+		p.log = slog.New(slog.NewTextHandler(p.stderr, &slog.HandlerOptions{Level: level}))
+	}
+	if p.keychain == nil {
+		p.keychain = authn.DefaultKeychain
+	}
+	if p.backoff.Steps == 0 {
+		p.backoff = defaultRetryBackoff
+	}
+
+	if opts.Jobs < 1 {
+		return nil, bad("-jobs must be at least 1, got %d", opts.Jobs)
+	}
+
+	insecure, err := parseHosts(opts.Insecure)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
+	p.insecure = insecure
+
+	switch {
+	case opts.Artifact != nil && opts.Source != "":
+		return nil, bad("give either a source or an artifact, not both")
+	case opts.Artifact == nil && opts.Source == "":
+		return nil, bad("-source is required")
+	case opts.Source != "":
+		src, err := ParseSource(opts.Source) // its errors name -source
+		if err != nil {
+			return nil, badInput(err)
+		}
+		p.source = &src
+	}
+
+	if opts.Platform != "" {
+		pl, err := ParsePlatform(opts.Platform) // its errors name -platform
+		if err != nil {
+			return nil, badInput(err)
+		}
+		p.platform = pl
+	}
+
+	if len(opts.Tags) == 0 {
+		return nil, bad("no destination IMAGE given")
+	}
+	seen := map[string]string{}
+	for _, s := range opts.Tags {
+		t, err := parseTag(s, p.insecure)
+		if err != nil {
+			return nil, bad("destination IMAGE %q: %v", s, err)
+		}
+		if prev, dup := seen[t.Name()]; dup {
+			return nil, bad("destination IMAGE %q names the same tag as %q", s, prev)
+		}
+		seen[t.Name()] = s
+		p.tags = append(p.tags, t)
+	}
+
+	schema, err := report.ParseSchema(string(opts.ReportSchema))
+	if err != nil {
+		return nil, bad("-report-schema: %v", err)
+	}
+	p.schema = schema
+
+	p.reportPath = opts.ReportPath
+	if p.reportPath == "" {
+		p.reportPath = report.DefaultPath
+	}
+	if err := checkReportPath(p.reportPath); err != nil {
+		return nil, bad("-report %s: %v", p.reportPath, err)
+	}
+
+	if opts.OCILayout != "" {
+		if err := checkOCILayoutDir(opts.OCILayout); err != nil {
+			return nil, bad("-oci-layout %v", err)
+		}
+	}
+	return p, nil
+}
+
+// checkReportPath fails early for a report that could never be written:
+// the path is a directory, or the nearest existing ancestor of its directory
+// (report.Write creates missing ones) is not a directory.
+func checkReportPath(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", dir)
+			}
+			return nil
+		}
+		// Missing, or under a file (ENOTDIR): look further up.
+		if parent := filepath.Dir(dir); parent == dir {
+			return nil
+		}
+	}
+}
+
+// badInput makes err wrap ErrBadInput, once.
+func badInput(err error) error {
+	if errors.Is(err, ErrBadInput) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrBadInput, err)
+}
+
+// parseTag parses a destination: a tag, never a digest. Only references to
+// an insecure host get name.Insecure.
+func parseTag(s string, insecure hostSet) (name.Tag, error) {
+	if strings.Contains(s, "@") {
+		return name.Tag{}, errors.New("must be a tag, not a digest reference")
+	}
+	t, err := name.NewTag(s)
+	if err != nil {
+		return name.Tag{}, err
+	}
+	if insecure.match(t.RegistryStr()) {
+		return name.NewTag(s, name.Insecure)
+	}
+	return t, nil
+}
+
+// hostSet is the parsed -insecure-registry list.
+type hostSet map[string]bool
+
+func parseHosts(hosts []string) (hostSet, error) {
+	set := hostSet{}
+	for _, h := range hosts {
+		if h == "" || strings.Contains(h, "/") {
+			return nil, fmt.Errorf("-insecure-registry %q: want HOST or HOST:PORT, without scheme or path", h)
+		}
+		if _, err := name.NewRegistry(h, name.StrictValidation); err != nil {
+			return nil, fmt.Errorf("-insecure-registry %q: %v", h, err)
+		}
+		set[strings.ToLower(h)] = true
+	}
+	return set, nil
+}
+
+// match reports whether host ("host" or "host:port", as in a URL or a
+// registry name) is insecure: listed exactly, or its hostname listed
+// without a port.
+func (s hostSet) match(host string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	host = strings.ToLower(host)
+	if s[host] {
+		return true
+	}
+	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
+		return s[host[:i]]
+	}
+	return false
+}
+
+// progressWriter is where progress lines go, nil when quiet.
+func (p *plan) progressWriter() io.Writer {
+	if p.opts.Quiet {
+		return nil
+	}
+	return p.stderr
+}

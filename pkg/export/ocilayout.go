@@ -1,0 +1,170 @@
+package export
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+)
+
+const (
+	// AnnotationRefName is the OCI annotation naming a descriptor in
+	// index.json: the tag part of the primary destination.
+	AnnotationRefName = "org.opencontainers.image.ref.name"
+	// AnnotationImageName is containerd's annotation for the full reference.
+	AnnotationImageName = "io.containerd.image.name"
+)
+
+// checkOCILayoutDir accepts a missing directory (it will be created), an
+// empty one, or an OCI image layout.
+func checkOCILayoutDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s: not a directory", dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
+		return fmt.Errorf("%s: neither empty nor an OCI image layout (no oci-layout file)", dir)
+	}
+	if _, err := layout.ImageIndexFromPath(dir); err != nil {
+		return fmt.Errorf("%s: unreadable OCI image layout: %v", dir, err)
+	}
+	return nil
+}
+
+// writeOCILayout writes art (image or index, blobs streamed) into the OCI
+// image layout at dir, creating it if needed, and lists it in index.json
+// under the annotations ref.name = primary's tag and io.containerd.image.name
+// = primary's full name, replacing a descriptor with the same ref.name.
+// index.json is replaced atomically (temp file, fsync, rename).
+func writeOCILayout(dir string, art Artifact, primary name.Tag) (*v1.Descriptor, error) {
+	if err := checkOCILayoutDir(dir); err != nil {
+		return nil, err
+	}
+	var lp layout.Path
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if lp, err = layout.Write(dir, empty.Index); err != nil {
+			return nil, fmt.Errorf("create OCI layout %s: %w", dir, err)
+		}
+	} else if lp, err = layout.FromPath(dir); err != nil {
+		return nil, fmt.Errorf("open OCI layout %s: %w", dir, err)
+	}
+
+	var add mutate.Appendable
+	switch a := art.(type) {
+	case v1.Image:
+		if err := lp.WriteImage(a); err != nil {
+			return nil, fmt.Errorf("write image to OCI layout %s: %w", dir, err)
+		}
+		add = a
+	case v1.ImageIndex:
+		if err := lp.WriteIndex(a); err != nil {
+			return nil, fmt.Errorf("write index to OCI layout %s: %w", dir, err)
+		}
+		add = a
+	default:
+		return nil, fmt.Errorf("cannot write %T to an OCI layout", art)
+	}
+
+	desc, err := partial.Descriptor(add)
+	if err != nil {
+		return nil, err
+	}
+	desc.Annotations = map[string]string{
+		AnnotationRefName:   primary.TagStr(),
+		AnnotationImageName: primary.Name(),
+	}
+	root, err := lp.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, "index.json"), err)
+	}
+	root = mutate.AppendManifests(mutate.RemoveManifests(root, match.Name(primary.TagStr())),
+		mutate.IndexAddendum{Add: add, Descriptor: *desc})
+	im, err := root.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.MarshalIndent(im, "", "   ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "index.json"), raw); err != nil {
+		return nil, err
+	}
+
+	// Read it back: the layout must now name our digest under our ref.
+	got, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	found, err := partial.FindManifests(got, match.Name(primary.TagStr()))
+	if err != nil {
+		return nil, err
+	}
+	if len(found) != 1 || found[0].Digest != desc.Digest {
+		return nil, fmt.Errorf("verify OCI layout %s: expected one %s descriptor with digest %s, found %v", dir, primary.TagStr(), desc.Digest, found)
+	}
+	return desc, nil
+}
+
+// writeFileAtomic writes data to a temp file next to path, syncs it and
+// renames it over path.
+func writeFileAtomic(path string, data []byte) (rerr error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr != nil {
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("rename to %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

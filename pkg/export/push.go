@@ -1,0 +1,359 @@
+package export
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// retryStatusCodes are the transient HTTP statuses retried with backoff:
+// timeouts, rate limits and server errors. 4xx auth and validation errors
+// are never retried.
+var retryStatusCodes = []int{
+	http.StatusRequestTimeout,
+	http.StatusTooManyRequests,
+	http.StatusInternalServerError,
+	http.StatusBadGateway,
+	http.StatusServiceUnavailable,
+	http.StatusGatewayTimeout,
+}
+
+// registryConfig is the push policy.
+type registryConfig struct {
+	transport http.RoundTripper // from newRegistryTransport
+	keychain  authn.Keychain
+	jobs      int
+	backoff   remote.Backoff
+	progress  io.Writer // nil: no progress lines
+	interval  time.Duration
+	log       *slog.Logger
+}
+
+// repoTags are the destination tags of one repository, in the order given.
+type repoTags struct {
+	repo name.Repository
+	tags []name.Tag
+}
+
+// groupByRegistry groups tags by repository, and repositories by registry,
+// both in order of first appearance.
+func groupByRegistry(tags []name.Tag) [][]*repoTags {
+	var out [][]*repoTags
+	regIdx := map[string]int{}
+	repos := map[string]*repoTags{}
+	for _, t := range tags {
+		repo := t.Context()
+		if g, ok := repos[repo.Name()]; ok {
+			g.tags = append(g.tags, t)
+			continue
+		}
+		g := &repoTags{repo: repo, tags: []name.Tag{t}}
+		repos[repo.Name()] = g
+		reg := repo.RegistryStr()
+		i, ok := regIdx[reg]
+		if !ok {
+			i = len(out)
+			regIdx[reg] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], g)
+	}
+	return out
+}
+
+// pushAndVerify writes art to every tag and checks that every registry
+// returned the digest computed here. It returns art's descriptor.
+//
+// Per repository, blobs are uploaded once (existing ones are skipped after a
+// HEAD), the manifest or index is pushed with the repository's first tag,
+// and every other tag of that repository costs one manifest PUT. The first
+// repository of each registry is pushed in full; the registry's other
+// repositories then mount the blobs from it. Registries are pushed
+// concurrently; at most jobs repositories upload at a time, each with at most
+// jobs parallel blob uploads.
+func pushAndVerify(ctx context.Context, art Artifact, tags []name.Tag, c registryConfig) (*v1.Descriptor, error) {
+	desc, err := partial.Descriptor(art)
+	if err != nil {
+		return nil, fmt.Errorf("compute the digest of the image: %w", err)
+	}
+	switch art.(type) {
+	case v1.Image, v1.ImageIndex:
+	default:
+		return nil, fmt.Errorf("cannot push %T: neither an image nor an index", art)
+	}
+
+	rec := &digestRecorder{next: c.transport, got: map[string]string{}}
+	c.transport = rec
+
+	slots := make(chan struct{}, c.jobs)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, registry := range groupByRegistry(tags) {
+		g.Go(func() error {
+			first := registry[0]
+			if err := pushRepo(gctx, art, first, slots, c); err != nil {
+				return err
+			}
+			rg, rctx := errgroup.WithContext(gctx)
+			for _, other := range registry[1:] {
+				rg.Go(func() error {
+					return pushRepo(rctx, mountableFrom(art, first.tags[0]), other, slots, c)
+				})
+			}
+			return rg.Wait()
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	var mismatches []string
+	for _, t := range tags {
+		got, err := registryDigest(ctx, t, rec, c)
+		if err != nil {
+			return nil, fmt.Errorf("verify %s: %w", t.Name(), err)
+		}
+		if got != desc.Digest.String() {
+			mismatches = append(mismatches, fmt.Sprintf("%s: expected %s, registry returned %s", t.Name(), desc.Digest, got))
+			continue
+		}
+		c.log.Info("pushed", "tag", t.Name(), "digest", got)
+	}
+	if len(mismatches) > 0 {
+		return nil, fmt.Errorf("verify: digest mismatch for %s", strings.Join(mismatches, "; "))
+	}
+	return desc, nil
+}
+
+// pushRepo pushes art to the first tag of g with blobs, then PUTs the same
+// manifest for the other tags.
+func pushRepo(ctx context.Context, art Artifact, g *repoTags, slots chan struct{}, c registryConfig) error {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-slots }()
+
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.keychain),
+		remote.WithTransport(c.transport),
+		remote.WithJobs(c.jobs),
+		remote.WithUserAgent(UserAgent),
+		remote.WithRetryBackoff(c.backoff),
+		remote.WithRetryStatusCodes(retryStatusCodes...),
+	}
+	if c.progress != nil {
+		updates := make(chan v1.Update, 16)
+		done := printProgress(c.progress, g.repo.Name(), updates, c.interval)
+		opts = append(opts, remote.WithProgress(updates))
+		// The pusher never closes the channel; it is ours once the pushes return.
+		defer func() {
+			close(updates)
+			<-done
+		}()
+	}
+	pusher, err := remote.NewPusher(opts...)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", g.tags[0].Name(), err)
+	}
+	if err := pusher.Push(ctx, g.tags[0], art); err != nil {
+		return fmt.Errorf("push %s: %w", g.tags[0].Name(), err)
+	}
+	for _, t := range g.tags[1:] {
+		if err := pusher.Put(ctx, t, art); err != nil {
+			return fmt.Errorf("tag %s: %w", t.Name(), err)
+		}
+	}
+	return nil
+}
+
+// registryDigest is the digest the registry holds for t: the
+// Docker-Content-Digest of our manifest PUT, or else (no PUT was needed, or
+// the registry sent no header) what a HEAD of the tag says, or else the
+// digest of the manifest a GET returns.
+func registryDigest(ctx context.Context, t name.Tag, rec *digestRecorder, c registryConfig) (string, error) {
+	if got := rec.digest(t); got != "" {
+		return got, nil
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.keychain),
+		remote.WithTransport(c.transport),
+		remote.WithUserAgent(UserAgent),
+		remote.WithRetryBackoff(c.backoff),
+		remote.WithRetryStatusCodes(retryStatusCodes...),
+	}
+	d, err := remote.Head(t, opts...)
+	if err == nil {
+		return d.Digest.String(), nil
+	}
+	gd, gerr := remote.Get(t, opts...)
+	if gerr != nil {
+		return "", fmt.Errorf("HEAD: %v; GET: %w", err, gerr)
+	}
+	return gd.Digest.String(), nil
+}
+
+// digestRecorder records the Docker-Content-Digest header of every
+// successful manifest PUT, by registry host and path.
+type digestRecorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	got  map[string]string
+}
+
+func (d *digestRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := d.next.RoundTrip(req)
+	if err != nil || req.Method != http.MethodPut || resp.StatusCode/100 != 2 ||
+		!strings.Contains(req.URL.Path, "/manifests/") {
+		return resp, err
+	}
+	d.mu.Lock()
+	d.got[strings.ToLower(req.URL.Host)+req.URL.Path] = resp.Header.Get("Docker-Content-Digest")
+	d.mu.Unlock()
+	return resp, err
+}
+
+func (d *digestRecorder) digest(t name.Tag) string {
+	key := strings.ToLower(t.RegistryStr()) + "/v2/" + t.RepositoryStr() + "/manifests/" + t.TagStr()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.got[key]
+}
+
+// newRegistryTransport returns base, or when nil a clone of
+// remote.DefaultTransport that verifies TLS for every host except the
+// insecure ones. TLS verification is switched off per request host, never
+// globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
+func newRegistryTransport(base http.RoundTripper, insecure hostSet) http.RoundTripper {
+	if base != nil {
+		return base
+	}
+	secure := remote.DefaultTransport.(*http.Transport).Clone()
+	if len(insecure) == 0 {
+		return secure
+	}
+	unverified := secure.Clone()
+	if unverified.TLSClientConfig == nil {
+		unverified.TLSClientConfig = &tls.Config{}
+	}
+	unverified.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only for hosts given with -insecure-registry
+	return &hostTLSTransport{secure: secure, unverified: unverified, insecure: insecure}
+}
+
+// hostTLSTransport sends requests to insecure hosts through a transport
+// that skips TLS verification, and all others through a verifying one.
+type hostTLSTransport struct {
+	secure, unverified http.RoundTripper
+	insecure           hostSet
+}
+
+func (t *hostTLSTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.insecure.match(req.URL.Host) {
+		return t.unverified.RoundTrip(req)
+	}
+	return t.secure.RoundTrip(req)
+}
+
+// mountableFrom wraps art so that its blobs are mounted from the repository
+// of from (where they were just pushed) instead of uploaded again. A registry
+// that cannot mount falls back to a plain upload.
+func mountableFrom(art Artifact, from name.Reference) Artifact {
+	switch a := art.(type) {
+	case v1.Image:
+		return &mountableImage{Image: a, from: from}
+	case v1.ImageIndex:
+		return &mountableIndex{inner: a, from: from}
+	}
+	return art
+}
+
+type mountableImage struct {
+	v1.Image
+	from name.Reference
+}
+
+func (m *mountableImage) Layers() ([]v1.Layer, error) {
+	ls, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = &remote.MountableLayer{Layer: l, Reference: m.from}
+	}
+	return out, nil
+}
+
+func (m *mountableImage) ConfigLayer() (v1.Layer, error) {
+	l, err := partial.ConfigLayer(m.Image)
+	if err != nil {
+		return nil, err
+	}
+	return &remote.MountableLayer{Layer: l, Reference: m.from}, nil
+}
+
+type mountableIndex struct {
+	inner v1.ImageIndex
+	from  name.Reference
+}
+
+func (m *mountableIndex) MediaType() (types.MediaType, error)       { return m.inner.MediaType() }
+func (m *mountableIndex) Digest() (v1.Hash, error)                  { return m.inner.Digest() }
+func (m *mountableIndex) Size() (int64, error)                      { return m.inner.Size() }
+func (m *mountableIndex) IndexManifest() (*v1.IndexManifest, error) { return m.inner.IndexManifest() }
+func (m *mountableIndex) RawManifest() ([]byte, error)              { return m.inner.RawManifest() }
+
+func (m *mountableIndex) Image(h v1.Hash) (v1.Image, error) {
+	img, err := m.inner.Image(h)
+	if err != nil {
+		return nil, err
+	}
+	return &mountableImage{Image: img, from: m.from}, nil
+}
+
+func (m *mountableIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	idx, err := m.inner.ImageIndex(h)
+	if err != nil {
+		return nil, err
+	}
+	return &mountableIndex{inner: idx, from: m.from}, nil
+}
+
+// Manifests keeps the children the wrapped index knows (lazy images, blobs)
+// and makes them mountable.
+func (m *mountableIndex) Manifests() ([]partial.Describable, error) {
+	children, err := partial.Manifests(m.inner)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]partial.Describable, len(children))
+	for i, c := range children {
+		switch c := c.(type) {
+		case v1.ImageIndex:
+			out[i] = &mountableIndex{inner: c, from: m.from}
+		case v1.Image:
+			out[i] = &mountableImage{Image: c, from: m.from}
+		case v1.Layer:
+			out[i] = &remote.MountableLayer{Layer: c, Reference: m.from}
+		default:
+			out[i] = c
+		}
+	}
+	return out, nil
+}
