@@ -7,6 +7,7 @@ package export
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -17,6 +18,27 @@ import (
 // value, unknown transport, a source that does not exist or is not an image).
 // Commands map it to exit code 2; everything else is exit code 1.
 var ErrBadInput = errors.New("bad input")
+
+// inputError is an error that is the caller's fault: errors.Is(err,
+// ErrBadInput) holds, but the message is only the formatted text.
+type inputError struct{ err error }
+
+func (e *inputError) Error() string   { return e.err.Error() }
+func (e *inputError) Unwrap() []error { return []error{e.err, ErrBadInput} }
+
+// inputErrorf formats an error that wraps ErrBadInput (and any %w operand)
+// without adding "bad input" to its text.
+func inputErrorf(format string, args ...any) error {
+	return &inputError{err: fmt.Errorf(format, args...)}
+}
+
+// badInput makes err wrap ErrBadInput, keeping its text.
+func badInput(err error) error {
+	if errors.Is(err, ErrBadInput) {
+		return err
+	}
+	return &inputError{err: err}
+}
 
 // Artifact is what a source yields and a destination takes: a v1.Image or a
 // v1.ImageIndex. Use AsImage/AsIndex or a type switch.

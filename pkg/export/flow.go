@@ -158,7 +158,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	if opts.Daemon {
 		img, ok := art.(v1.Image)
 		if !ok {
-			return nil, fmt.Errorf("%w: -daemon needs a single image, the source is an index; choose one with -platform", ErrBadInput)
+			return nil, inputErrorf("-daemon needs a single image, the source is an index; choose one with -platform")
 		}
 		id, err := writeDaemon(ctx, docker, img, p.tags, p.log)
 		if err != nil {
@@ -250,15 +250,12 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 	case v1.Image, v1.ImageIndex:
 		return art, nil
 	default:
-		return nil, fmt.Errorf("%w: source yields %T, neither an image nor an index", ErrBadInput, art)
+		return nil, inputErrorf("source yields %T, neither an image nor an index", art)
 	}
 }
 
 // newPlan validates opts. Every error wraps ErrBadInput and names the flag.
 func newPlan(opts Options) (*plan, error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrBadInput}, a...)...)
-	}
 	p := &plan{opts: opts, stderr: opts.Stderr, keychain: opts.Keychain, backoff: opts.RetryBackoff}
 	if p.stderr == nil {
 		p.stderr = os.Stderr
@@ -280,20 +277,20 @@ func newPlan(opts Options) (*plan, error) {
 	}
 
 	if opts.Jobs < 1 {
-		return nil, bad("-jobs must be at least 1, got %d", opts.Jobs)
+		return nil, inputErrorf("-jobs must be at least 1, got %d", opts.Jobs)
 	}
 
 	insecure, err := parseHosts(opts.Insecure)
 	if err != nil {
-		return nil, bad("%v", err)
+		return nil, badInput(err)
 	}
 	p.insecure = insecure
 
 	switch {
 	case opts.Artifact != nil && opts.Source != "":
-		return nil, bad("give either a source or an artifact, not both")
+		return nil, inputErrorf("give either a source or an artifact, not both")
 	case opts.Artifact == nil && opts.Source == "":
-		return nil, bad("-source is required")
+		return nil, inputErrorf("-source is required")
 	case opts.Source != "":
 		src, err := ParseSource(opts.Source) // its errors name -source
 		if err != nil {
@@ -311,16 +308,16 @@ func newPlan(opts Options) (*plan, error) {
 	}
 
 	if len(opts.Tags) == 0 {
-		return nil, bad("no destination IMAGE given")
+		return nil, inputErrorf("no destination IMAGE given")
 	}
 	seen := map[string]string{}
 	for _, s := range opts.Tags {
 		t, err := parseTag(s, p.insecure)
 		if err != nil {
-			return nil, bad("destination IMAGE %q: %v", s, err)
+			return nil, inputErrorf("destination IMAGE %q: %v", s, err)
 		}
 		if prev, dup := seen[t.Name()]; dup {
-			return nil, bad("destination IMAGE %q names the same tag as %q", s, prev)
+			return nil, inputErrorf("destination IMAGE %q names the same tag as %q", s, prev)
 		}
 		seen[t.Name()] = s
 		p.tags = append(p.tags, t)
@@ -328,7 +325,7 @@ func newPlan(opts Options) (*plan, error) {
 
 	schema, err := report.ParseSchema(string(opts.ReportSchema))
 	if err != nil {
-		return nil, bad("-report-schema: %v", err)
+		return nil, inputErrorf("-report-schema: %v", err)
 	}
 	p.schema = schema
 
@@ -337,12 +334,12 @@ func newPlan(opts Options) (*plan, error) {
 		p.reportPath = report.DefaultPath
 	}
 	if err := checkReportPath(p.reportPath); err != nil {
-		return nil, bad("-report %s: %v", p.reportPath, err)
+		return nil, inputErrorf("-report %s: %v", p.reportPath, err)
 	}
 
 	if opts.OCILayout != "" {
 		if err := checkOCILayoutDir(opts.OCILayout); err != nil {
-			return nil, bad("-oci-layout %v", err)
+			return nil, inputErrorf("-oci-layout %v", err)
 		}
 	}
 	return p, nil
@@ -368,14 +365,6 @@ func checkReportPath(path string) error {
 			return nil
 		}
 	}
-}
-
-// badInput makes err wrap ErrBadInput, once.
-func badInput(err error) error {
-	if errors.Is(err, ErrBadInput) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", ErrBadInput, err)
 }
 
 // parseTag parses a destination: a tag, never a digest. Only references to

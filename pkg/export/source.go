@@ -27,19 +27,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// inputError is an error that is the caller's fault: errors.Is(err,
-// ErrBadInput) holds, but the message is only the formatted text.
-type inputError struct{ err error }
-
-func (e *inputError) Error() string   { return e.err.Error() }
-func (e *inputError) Unwrap() []error { return []error{e.err, ErrBadInput} }
-
-// inputErrorf formats an error that wraps ErrBadInput (and any %w operand)
-// without adding "bad input" to its text.
-func inputErrorf(format string, args ...any) error {
-	return &inputError{err: fmt.Errorf(format, args...)}
-}
-
 // knownTransports is listed in error messages, in this order.
 const knownTransports = "oci:, docker-archive:, docker-daemon:, docker://"
 
@@ -300,7 +287,7 @@ func Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, erro
 		err = inputErrorf("unknown transport %q (want %s)", src.Transport, knownTransports)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", src, err)
+		return nil, fmt.Errorf("-source %s: %w", src, err)
 	}
 	return a, nil
 }
@@ -386,6 +373,11 @@ func checkOCILayoutFile(dir string) error {
 	p := filepath.Join(dir, "oci-layout")
 	raw, err := readMetadata(p)
 	if errors.Is(err, fs.ErrNotExist) {
+		// Some tools write index.json alone; accept that, but say nothing
+		// when the directory is no layout at all: the error says it.
+		if _, err := os.Lstat(filepath.Join(dir, "index.json")); err != nil {
+			return inputErrorf("%s is not an OCI image layout: it has neither oci-layout nor index.json", dir)
+		}
 		slog.Warn("OCI image layout has no oci-layout file; reading index.json anyway", "dir", dir)
 		return nil
 	}
