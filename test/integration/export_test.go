@@ -39,7 +39,7 @@ func TestExportLayoutToTwoRegistries(t *testing.T) {
 	want := descriptorOf(t, img)
 	r := readReport(t, reportPath)
 	assertReportDescribes(t, r, tags, want)
-	assert.Equal(t, stdoutDigest(t, res), want.Digest.String())
+	assert.Equal(t, stdoutLine(t, res), want.Digest.String())
 	assertServed(t, regA, onlyTags(r, tags[:2]))
 	assertServed(t, regB, onlyTags(r, tags[2:]))
 	assert.DeepEqual(t, regA.Catalog(t), []string{"team/app"})
@@ -203,6 +203,7 @@ func TestExportToDaemon(t *testing.T) {
 	r := readReport(t, reportPath)
 	assert.DeepEqual(t, r.Image.Tags, tags)
 	assert.Equal(t, r.Image.Digest, "", "a daemon export has no registry digest")
+	assert.Equal(t, stdoutLine(t, res), r.Image.ImageID, "stdout is the image ID")
 	configDigest, err := img.ConfigName()
 	assert.NilError(t, err)
 	for _, tag := range tags {

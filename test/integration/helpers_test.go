@@ -304,8 +304,9 @@ func manifestMediaType(t *testing.T, raw []byte) string {
 	return m.MediaType
 }
 
-// stdoutDigest is export-step's stdout: the digest, alone on its line.
-func stdoutDigest(t *testing.T, res *icmd.Result) string {
+// stdoutLine is export-step's stdout: one value (the digest, or with
+// -daemon the image ID) alone on its line.
+func stdoutLine(t *testing.T, res *icmd.Result) string {
 	t.Helper()
 	out := res.Stdout()
 	assert.Check(t, is.Equal(strings.Count(strings.TrimSuffix(out, "\n"), "\n"), 0), "stdout has more than the digest: %q", out)
