@@ -115,7 +115,7 @@ func TestTaskStepsRunLocally(t *testing.T) {
 
 	t.Run("report2results StepAction", func(t *testing.T) {
 		results := t.TempDir()
-		args := stepArgs(t, action.Spec.Args, action.Spec.Params, expansion{params: map[string]string{
+		args := stepArgs(t, action.Args, action.Params, expansion{params: map[string]string{
 			"REPORT":      filepath.Join(ws, "report.toml"),
 			"RESULTS_DIR": results,
 			"PREFIX":      "APP",

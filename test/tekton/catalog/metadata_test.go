@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,12 +50,13 @@ func meta(obj any) *metav1.ObjectMeta {
 		return &o.ObjectMeta
 	case *v1.Pipeline:
 		return &o.ObjectMeta
-	case *v1beta1.StepAction:
-		return &o.ObjectMeta
 	case *v1.TaskRun:
 		return &o.ObjectMeta
 	case *v1.PipelineRun:
 		return &o.ObjectMeta
+	}
+	if sa, ok := viewStepAction(obj); ok {
+		return sa.Meta
 	}
 	return nil
 }
@@ -179,12 +179,12 @@ func interfaceOf(obj any) (params, results, workspaces []string) {
 		for _, w := range o.Spec.Workspaces {
 			workspaces = append(workspaces, w.Name)
 		}
-	case *v1beta1.StepAction:
-		for _, p := range o.Spec.Params {
-			params = append(params, p.Name)
-		}
-		for _, r := range o.Spec.Results {
-			results = append(results, r.Name)
+	default:
+		if sa, ok := viewStepAction(obj); ok {
+			for _, p := range sa.Params {
+				params = append(params, p.Name)
+			}
+			results = sa.Results
 		}
 	}
 	return params, results, workspaces

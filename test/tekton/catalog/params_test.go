@@ -1,3 +1,5 @@
+//go:build !tekton_pre_stepactions
+
 package catalog
 
 import (
@@ -22,30 +24,6 @@ import (
 // do not use it: a stock installation would refuse them. Values are
 // checked by the commands themselves as their first act (exit code 2 with
 // the flag named), before anything is pushed.
-
-func catalogTasks(t *testing.T, objs []object) map[string]*v1.Task {
-	t.Helper()
-	tasks := map[string]*v1.Task{}
-	for _, o := range objs {
-		if task, ok := o.obj.(*v1.Task); ok && isResourceFile(o.file) {
-			task.SetDefaults(webhookContext(t))
-			tasks[task.Name] = task
-		}
-	}
-	return tasks
-}
-
-func catalogPipelines(t *testing.T, objs []object) map[string]*v1.Pipeline {
-	t.Helper()
-	ps := map[string]*v1.Pipeline{}
-	for _, o := range objs {
-		if p, ok := o.obj.(*v1.Pipeline); ok && isResourceFile(o.file) {
-			p.SetDefaults(webhookContext(t))
-			ps[p.Name] = p
-		}
-	}
-	return ps
-}
 
 func resolved(task *v1.Task) *resources.ResolvedTask {
 	return &resources.ResolvedTask{TaskName: task.Name, Kind: v1.NamespacedTaskKind, TaskSpec: &task.Spec}

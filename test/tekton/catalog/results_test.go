@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
 	"gotest.tools/v3/assert"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const (
@@ -107,7 +107,7 @@ func substitute(s string, vals map[string]string) string {
 	})
 }
 
-func paramDefaults(specs v1.ParamSpecs) map[string]string {
+func paramDefaults(specs []v1.ParamSpec) map[string]string {
 	vals := map[string]string{}
 	for _, p := range specs {
 		if p.Default != nil && p.Default.Type == v1.ParamTypeString {
@@ -117,50 +117,56 @@ func paramDefaults(specs v1.ParamSpecs) map[string]string {
 	return vals
 }
 
-// isStepActionRef reports whether a step references our StepAction, by name
-// (cluster) or through a resolver pointing at its file.
-func isStepActionRef(ref *v1.Ref) bool {
-	if ref == nil {
-		return false
-	}
-	if ref.Name == stepActionName {
-		return true
-	}
-	for _, p := range ref.Params {
-		if p.Name == "pathInRepo" && strings.HasPrefix(p.Value.StringVal, "tasks/report2results/") {
-			return true
-		}
-	}
-	return false
+// stepActionView is what these tests need of the StepAction, whichever
+// Tekton is linked (stepaction_test.go, stepaction_pre_test.go).
+type stepActionView struct {
+	Meta    *metav1.ObjectMeta
+	Image   string
+	Command []string
+	Args    []string
+	Params  []v1.ParamSpec
+	Results []string
+}
+
+// stepActionRef is what a step's `ref` names.
+type stepActionRef struct {
+	name       string            // a StepAction in the cluster
+	pathInRepo string            // or a file through a resolver
+	params     map[string]string // string params the step passes
+}
+
+// isOurs reports whether the ref names our StepAction, by name (cluster) or
+// through a resolver pointing at its file.
+func (r stepActionRef) isOurs() bool {
+	return r.name == stepActionName || strings.HasPrefix(r.pathInRepo, "tasks/report2results/")
 }
 
 // stepWrites returns the results a step writes into the Task's results
 // directory, as far as rule 2 above can tell, and whether the step runs
 // report2results at all.
-func stepWrites(step v1.Step, taskDefaults map[string]string, action *v1beta1.StepAction) ([]string, bool, error) {
-	switch {
-	case step.Image == report2resultsKo:
+func stepWrites(step v1.Step, taskDefaults map[string]string, action *stepActionView) ([]string, bool, error) {
+	if step.Image == report2resultsKo {
 		args := make([]string, len(step.Args))
 		for i, a := range step.Args {
 			args[i] = substitute(a, taskDefaults)
 		}
 		names, err := writtenBy(args)
 		return names, true, err
-	case isStepActionRef(step.Ref):
-		vals := paramDefaults(action.Spec.Params)
-		for _, p := range step.Params {
-			if p.Value.Type == v1.ParamTypeString {
-				vals[p.Name] = substitute(p.Value.StringVal, taskDefaults)
-			}
-		}
-		args := make([]string, len(action.Spec.Args))
-		for i, a := range action.Spec.Args {
-			args[i] = substitute(a, vals)
-		}
-		names, err := writtenBy(args)
-		return names, true, err
 	}
-	return nil, false, nil
+	ref, ok := stepRef(step)
+	if !ok || !ref.isOurs() {
+		return nil, false, nil
+	}
+	vals := paramDefaults(action.Params)
+	for k, v := range ref.params {
+		vals[k] = substitute(v, taskDefaults)
+	}
+	args := make([]string, len(action.Args))
+	for i, a := range action.Args {
+		args[i] = substitute(a, vals)
+	}
+	names, err := writtenBy(args)
+	return names, true, err
 }
 
 func mentions(step v1.Step, needle string) bool {
@@ -177,7 +183,7 @@ func mentions(step v1.Step, needle string) bool {
 }
 
 // checkResultsWritten applies the rule to one Task spec.
-func checkResultsWritten(where string, spec *v1.TaskSpec, action *v1beta1.StepAction) []error {
+func checkResultsWritten(where string, spec *v1.TaskSpec, action *stepActionView) []error {
 	var errs []error
 	defaults := paramDefaults(spec.Params)
 	declared := map[string]bool{}
@@ -244,13 +250,19 @@ func taskSpecs(objs []object) map[string]*v1.TaskSpec {
 	return specs
 }
 
-func stepAction(t *testing.T, root string) *v1beta1.StepAction {
+func stepAction(t *testing.T, root string) *stepActionView {
 	t.Helper()
 	objs, err := decodeFile(root, stepActionFile)
 	assert.NilError(t, err)
-	sa, ok := objs[0].obj.(*v1beta1.StepAction)
+	sa, ok := viewStepAction(objs[0].obj)
 	assert.Assert(t, ok, "%s is not a StepAction", stepActionFile)
 	return sa
+}
+
+type ruleCase struct {
+	name string
+	spec v1.TaskSpec
+	want string // substring of the first error; "" for none
 }
 
 // TestDeclaredResultsAreWritten applies the rule above to every Task spec.
@@ -279,11 +291,7 @@ func TestDeclaredResultsAreWritten(t *testing.T) {
 func TestResultRuleCatchesMistakes(t *testing.T) {
 	action := stepAction(t, repoRoot(t))
 	str := func(s string) *v1.ParamValue { return v1.NewStructuredValues(s) }
-	tests := []struct {
-		name string
-		spec v1.TaskSpec
-		want string // substring of the only error; "" for none
-	}{
+	tests := []ruleCase{
 		{
 			name: "script writes the result",
 			spec: v1.TaskSpec{
@@ -309,7 +317,7 @@ func TestResultRuleCatchesMistakes(t *testing.T) {
 		{
 			name: "prefix from a param default",
 			spec: v1.TaskSpec{
-				Params:  v1.ParamSpecs{{Name: "P", Type: v1.ParamTypeString, Default: str("APP")}},
+				Params:  []v1.ParamSpec{{Name: "P", Type: v1.ParamTypeString, Default: str("APP")}},
 				Results: []v1.TaskResult{{Name: "APP_IMAGE_DIGEST"}, {Name: "APP_IMAGE_URL"}},
 				Steps:   []v1.Step{{Name: "r", Image: report2resultsKo, Args: []string{"-prefix=$(params.P)"}}},
 			},
@@ -317,7 +325,7 @@ func TestResultRuleCatchesMistakes(t *testing.T) {
 		{
 			name: "prefix from a param without default",
 			spec: v1.TaskSpec{
-				Params:  v1.ParamSpecs{{Name: "P", Type: v1.ParamTypeString}},
+				Params:  []v1.ParamSpec{{Name: "P", Type: v1.ParamTypeString}},
 				Results: []v1.TaskResult{{Name: "APP_IMAGE_DIGEST"}, {Name: "APP_IMAGE_URL"}},
 				Steps:   []v1.Step{{Name: "r", Image: report2resultsKo, Args: []string{"-prefix=$(params.P)"}}},
 			},
@@ -347,25 +355,8 @@ func TestResultRuleCatchesMistakes(t *testing.T) {
 			},
 			want: "flag provided but not defined: -output",
 		},
-		{
-			name: "StepAction with prefix and list from the step's params",
-			spec: v1.TaskSpec{
-				Results: []v1.TaskResult{{Name: "APP_IMAGE_DIGEST"}, {Name: "APP_IMAGE_URL"}, {Name: "APP_IMAGES"}},
-				Steps: []v1.Step{{Name: "bridge", Ref: &v1.Ref{Name: stepActionName}, Params: v1.Params{
-					{Name: "PREFIX", Value: *str("APP")},
-					{Name: "RESULTS", Value: *str("IMAGE_DIGEST,IMAGE_URL,IMAGES")},
-				}}},
-			},
-		},
-		{
-			name: "StepAction defaults, Task lacks IMAGE_URL",
-			spec: v1.TaskSpec{
-				Results: []v1.TaskResult{{Name: "IMAGE_DIGEST"}},
-				Steps:   []v1.Step{{Name: "bridge", Ref: &v1.Ref{Name: stepActionName}}},
-			},
-			want: "writes result IMAGE_URL that the Task does not declare",
-		},
 	}
+	tests = append(tests, stepActionRuleCases()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			errs := checkResultsWritten("spec", &tc.spec, action)

@@ -40,7 +40,7 @@ type expansion struct {
 // value given, else X's default (or, with samples, a sample value when the
 // default is empty); $(params.X[*]) with the array's items;
 // $(workspaces.W.path) with the workspace's path.
-func stepArgs(t *testing.T, args []string, specs v1.ParamSpecs, e expansion) []string {
+func stepArgs(t *testing.T, args []string, specs []v1.ParamSpec, e expansion) []string {
 	t.Helper()
 	vals := map[string]string{}
 	arrays := map[string][]string{}
@@ -131,10 +131,10 @@ func TestStepArgsParse(t *testing.T) {
 			checked++
 		}
 	}
-	assert.Assert(t, strings.HasPrefix(action.Spec.Image, "ko://"+modulePath+"/cmd/report2results"))
-	assert.DeepEqual(t, action.Spec.Command, []string{"/ko-app/report2results"})
+	assert.Assert(t, strings.HasPrefix(action.Image, "ko://"+modulePath+"/cmd/report2results"))
+	assert.DeepEqual(t, action.Command, []string{"/ko-app/report2results"})
 	t.Run(stepActionFile, func(t *testing.T) {
-		run(t, stepActionFile, "report2results", stepArgs(t, action.Spec.Args, action.Spec.Params, expansion{samples: true}))
+		run(t, stepActionFile, "report2results", stepArgs(t, action.Args, action.Params, expansion{samples: true}))
 	})
 	assert.Assert(t, checked >= 3, "only %d ko steps found", checked)
 }
