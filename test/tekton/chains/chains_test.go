@@ -254,3 +254,23 @@ func TestChainsIgnoresWhatItShould(t *testing.T) {
 		})
 	}
 }
+
+// TestChainsRecordsThePipelineRunResults: the Pipelines pass the export
+// task's IMAGE_URL and IMAGE_DIGEST on as their own results, which Chains
+// reads for the PipelineRun's subject with the same type-hint extraction.
+func TestChainsRecordsThePipelineRunResults(t *testing.T) {
+	bin := report2results(t)
+	results := runResults(t, bin, ourReport)
+	pr := &v1.PipelineRun{}
+	pr.Name = "build-export-consume-run"
+	for _, r := range results {
+		pr.Status.Results = append(pr.Status.Results, v1.PipelineRunResult{Name: r.Name, Value: r.Value})
+	}
+	var got []string
+	for _, o := range artifacts.ExtractOCIImagesFromResults(testContext(t), objects.NewPipelineRunObjectV1(pr).GetResults()) {
+		if d, ok := o.(name.Digest); ok {
+			got = append(got, d.Context().Name()+"@"+d.DigestStr())
+		}
+	}
+	assert.DeepEqual(t, got, []string{"registry.example.com/team/app@" + digest})
+}
