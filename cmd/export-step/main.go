@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/exportreport/exportreport/pkg/export"
+	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -88,8 +89,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (ex
 	}
 	o := export.Options{Stderr: stderr}
 	var (
-		appends, labels, envs, insecure list
-		entrypoint, cmd, workdir, user  optional
+		appends, labels, envs          list
+		insecureHosts                  insecure.Hosts
+		entrypoint, cmd, workdir, user optional
 	)
 	fs.StringVar(&o.Source, "source", "", "`SOURCE`: oci:DIR[:TAG|@DIGEST] | docker-archive:FILE | docker-daemon:REF | docker://REF | PATH (auto-detected)")
 	fs.BoolVar(&o.Daemon, "daemon", false, "write to the Docker daemon instead of a registry")
@@ -106,7 +108,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (ex
 	fs.StringVar(&o.ReportPath, "report", defaultReport, "write the report to `PATH` (env "+report.EnvPath+")")
 	o.ReportSchema = report.SchemaRFC
 	fs.Var(&o.ReportSchema, "report-schema", "report spelling: `rfc|platform`")
-	fs.Var(&insecure, "insecure-registry", "plain HTTP / unverified TLS for `HOST[:PORT]` only (repeatable)")
+	fs.Var(&insecureHosts, "insecure-registry", "plain HTTP / unverified TLS for `HOST[:PORT]` only (repeatable, or comma-separated)")
 	fs.IntVar(&o.Jobs, "jobs", export.DefaultJobs, "parallel blob uploads `N` (>= 1)")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines, warnings only")
 	if err := fs.Parse(args); err != nil {
@@ -125,7 +127,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (ex
 	if o.Jobs < 1 {
 		return o, fmt.Errorf("-jobs must be at least 1, got %d", o.Jobs)
 	}
-	o.Insecure = insecure
+	o.Insecure = insecureHosts
 
 	for _, a := range appends {
 		o.Edits.Append = append(o.Edits.Append, parseAppend(a))

@@ -397,6 +397,9 @@ func TestParseFlags(t *testing.T) {
 			assert.DeepEqual(t, o.Edits.Env, []string{"E="})
 			assert.DeepEqual(t, o.Tags, []string{"r/app", "s/app"})
 		}},
+		{name: "insecure registry: empty value (a Tekton param default) and comma list", args: []string{"-insecure-registry=", "-insecure-registry", "a:5000,b", "r/app"}, check: func(t *testing.T, o export.Options) {
+			assert.DeepEqual(t, o.Insecure, []string{"a:5000", "b"})
+		}},
 		{name: "SOURCE_DATE_EPOCH", args: []string{"r/app"}, env: map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}, check: func(t *testing.T, o export.Options) {
 			assert.Equal(t, o.Edits.Created, time.Unix(1700000000, 0).UTC())
 		}},

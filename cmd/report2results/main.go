@@ -17,31 +17,10 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
+	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/pkg/results"
 )
-
-// hosts is a repeatable -insecure-registry; one value may also hold a
-// comma-separated list, and an empty value adds nothing (a Tekton param
-// defaulting to "").
-type hosts []string
-
-func (h *hosts) String() string { return strings.Join(*h, ",") }
-func (h *hosts) Set(s string) error {
-	for _, host := range strings.Split(s, ",") {
-		host = strings.TrimSpace(host)
-		if host == "" {
-			continue
-		}
-		if _, err := name.NewRegistry(host, name.StrictValidation); err != nil || strings.Contains(host, "/") {
-			return fmt.Errorf("want HOST[:PORT], got %q", host)
-		}
-		*h = append(*h, host)
-	}
-	return nil
-}
 
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 
@@ -52,7 +31,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	var o results.Options
 	var list string
-	var insecure hosts
+	var insecure insecure.Hosts
 	var quiet bool
 	fs := flag.NewFlagSet("report2results", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)

@@ -230,7 +230,7 @@ func TestFailures(t *testing.T) {
 		{"registry report asked for IMAGE_ID", registryReport, []string{"-results", "IMAGE_ID"}, 2, "ask for IMAGE_DIGEST"},
 		{"budget", manyTagsReport(), []string{"-results", "IMAGE_DIGEST,IMAGES"}, 2, "bytes of Tekton's 4096-byte termination message budget"},
 		{"bad insecure registry", registryReport, []string{"-insecure-registry", "http://x/"}, 2, "-insecure-registry"},
-		{"bad insecure registry in a list", registryReport, []string{"-insecure-registry", "ok.example.com,a b"}, 2, `want HOST[:PORT], got "a b"`},
+		{"bad insecure registry in a list", registryReport, []string{"-insecure-registry", "ok.example.com,a b"}, 2, `want HOST[:PORT] without scheme or path, got "a b"`},
 		{"negative wait", registryReport, []string{"-wait", "-1s"}, 2, "-wait -1s"},
 		{"wait runs out", "", []string{"-wait", "50ms"}, 2, "-wait 50ms"},
 		{"offline and size missing", lifecycleReport(digest, 0, deadHost+"/team/app:latest"), []string{"-oci-layout", "layout", "-offline"}, 2, "-offline forbids asking the registry"},
