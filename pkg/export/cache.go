@@ -14,6 +14,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/exportreport/exportreport/pkg/atomicfile"
 )
 
 // layerGzipLevel is the compression level of appended layers, cached or not
@@ -96,46 +98,26 @@ func (dl *dirLayer) cachedLayer(ctx context.Context, dir string) (v1.Layer, erro
 	return l, nil
 }
 
-// writeCacheFile compresses the layer once into p: temp file in the same
-// directory, fsync, rename. A failure leaves nothing at p.
-func (dl *dirLayer) writeCacheFile(ctx context.Context, p string) (err error) {
+// writeCacheFile compresses the layer once into p, atomically: a failure
+// leaves nothing at p.
+func (dl *dirLayer) writeCacheFile(ctx context.Context, p string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
+	return atomicfile.Write(p, 0o644, func(w io.Writer) error {
+		gw, err := gzip.NewWriterLevel(w, layerGzipLevel)
 		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+			return err
 		}
-	}()
-	gw, err := gzip.NewWriterLevel(f, layerGzipLevel)
-	if err != nil {
-		return err
-	}
-	rc, err := dl.opener(ctx)()
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(gw, rc)
-	rc.Close()
-	if err != nil {
-		return err
-	}
-	if err := gw.Close(); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+		rc, err := dl.opener(ctx)()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(gw, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		return gw.Close()
+	})
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
+
+	"github.com/exportreport/exportreport/pkg/atomicfile"
 )
 
 const (
@@ -113,7 +115,7 @@ func writeOCILayout(dir string, art Artifact, primary name.Tag) (*v1.Descriptor,
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "index.json"), raw); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "index.json"), raw, 0o644); err != nil {
 		return nil, err
 	}
 
@@ -130,41 +132,4 @@ func writeOCILayout(dir string, art Artifact, primary name.Tag) (*v1.Descriptor,
 		return nil, fmt.Errorf("verify OCI layout %s: expected one %s descriptor with digest %s, found %v", dir, primary.TagStr(), desc.Digest, found)
 	}
 	return desc, nil
-}
-
-// writeFileAtomic writes data to a temp file next to path, syncs it and
-// renames it over path.
-func writeFileAtomic(path string, data []byte) (rerr error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if rerr != nil {
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("rename to %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -15,7 +15,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -30,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/exportreport/exportreport/pkg/atomicfile"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -245,46 +245,11 @@ func Write(dir string, idx v1.ImageIndex) error {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o755); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
 	}
-	if err := writeFile(filepath.Join(dir, "oci-layout"), []byte(layoutFile), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "oci-layout"), []byte(layoutFile), 0o644); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
 	}
-	if err := writeFile(filepath.Join(dir, "index.json"), raw, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "index.json"), raw, 0o644); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeFile writes data to path through a synced temp file in the same
-// directory and a rename.
-func writeFile(path string, data []byte, perm fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
-		_ = d.Sync() // make the rename durable; not all filesystems support it
-		d.Close()
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/exportreport/exportreport/pkg/atomicfile"
 	"github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
 )
@@ -133,7 +134,7 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 	}
 	for _, x := range res {
 		p := filepath.Join(o.ResultsDir, x.Name)
-		if err := writeFile(p, []byte(x.Value), 0o644); err != nil {
+		if err := atomicfile.WriteFile(p, []byte(x.Value), 0o644); err != nil {
 			return fmt.Errorf("-results-dir %s: %w", o.ResultsDir, err)
 		}
 		log.Info("wrote result", "name", x.Name, "value", x.Value)
@@ -267,43 +268,8 @@ func checkDir(dir, what string) error {
 	return nil
 }
 
-// writeFile writes data to path through a synced temp file in the same
-// directory and a rename: a reader sees the old file or the new one.
-func writeFile(path string, data []byte, perm fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
-		_ = d.Sync() // make the rename durable; not every filesystem can
-		d.Close()
-	}
-	return nil
-}
-
 // replaceFile is writeFile; tests swap it to fail the way a bind mount does.
-var replaceFile = writeFile
+var replaceFile = atomicfile.WriteFile
 
 // writeMessage writes the termination message atomically where it can.
 // Kubernetes bind-mounts the termination message file into the container,

@@ -1,0 +1,64 @@
+package atomicfile
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gotest.tools/v3/assert"
+)
+
+func TestWriteFileReplacesWhole(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "index.json")
+	assert.NilError(t, os.WriteFile(p, []byte("old content, longer than the new"), 0o600))
+
+	assert.NilError(t, WriteFile(p, []byte("new"), 0o644))
+
+	got, err := os.ReadFile(p)
+	assert.NilError(t, err)
+	assert.Equal(t, string(got), "new")
+	fi, err := os.Stat(p)
+	assert.NilError(t, err)
+	assert.Equal(t, fi.Mode().Perm(), os.FileMode(0o644))
+	assertOnly(t, dir, "index.json")
+}
+
+func TestWriteFailureLeavesOldFileAndNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "report.toml")
+	assert.NilError(t, os.WriteFile(p, []byte("old"), 0o644))
+	boom := errors.New("boom")
+
+	err := Write(p, 0o644, func(w io.Writer) error {
+		if _, err := w.Write([]byte("half")); err != nil {
+			return err
+		}
+		return boom
+	})
+
+	assert.ErrorIs(t, err, boom)
+	got, rerr := os.ReadFile(p)
+	assert.NilError(t, rerr)
+	assert.Equal(t, string(got), "old")
+	assertOnly(t, dir, "report.toml")
+}
+
+func TestWriteIntoMissingDirFails(t *testing.T) {
+	err := WriteFile(filepath.Join(t.TempDir(), "missing", "f"), []byte("x"), 0o644)
+	assert.Assert(t, errors.Is(err, os.ErrNotExist), "got %v", err)
+}
+
+// assertOnly checks that dir holds exactly the named entries (no temp files).
+func assertOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	assert.NilError(t, err)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	assert.DeepEqual(t, got, names)
+}
