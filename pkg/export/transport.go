@@ -3,6 +3,9 @@ package export
 import (
 	"crypto/tls"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -39,4 +42,66 @@ func (t *hostTLSTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return t.unverified.RoundTrip(req)
 	}
 	return t.secure.RoundTrip(req)
+}
+
+// maxRetryAfter caps how long one Retry-After makes a request wait, so that
+// a registry asking for minutes cannot stall an export: with the default
+// backoff (5 tries) a registry that keeps answering 429 or 503 with a long
+// Retry-After fails the export after at most 4 waits of this, plus the
+// backoff. docs/reliability.md gives the bounds.
+const maxRetryAfter = 10 * time.Second
+
+// withRetryAfter makes a 429 or 503 response carrying Retry-After reach the
+// retry logic above it (go-containerregistry's retrying transport and upload
+// loop) no sooner than the registry asked, capped at maxRetryAfter, so that
+// the next try respects it. A cancelled request context ends the wait.
+func withRetryAfter(next http.RoundTripper) http.RoundTripper {
+	return &retryAfterTransport{next: next, now: time.Now}
+}
+
+type retryAfterTransport struct {
+	next http.RoundTripper
+	now  func() time.Time
+}
+
+func (t *retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return resp, err
+	}
+	wait := retryAfter(resp.Header.Get("Retry-After"), t.now())
+	if wait <= 0 {
+		return resp, nil
+	}
+	timer := time.NewTimer(min(wait, maxRetryAfter))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return resp, nil
+	case <-req.Context().Done():
+		resp.Body.Close()
+		return nil, req.Context().Err()
+	}
+}
+
+// retryAfter parses a Retry-After value: delay seconds or an HTTP date.
+// Anything else, or a time in the past, is no wait.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return at.Sub(now)
+	}
+	return 0
 }

@@ -1,0 +1,100 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		value string
+		want  time.Duration
+	}{
+		{value: "", want: 0},
+		{value: "2", want: 2 * time.Second},
+		{value: " 3 ", want: 3 * time.Second},
+		{value: "0", want: 0},
+		{value: "-5", want: 0},
+		{value: "3600", want: maxRetryAfter},
+		{value: "99999999999999999999", want: 0}, // not an int64: ignored
+		{value: now.Add(4 * time.Second).Format(http.TimeFormat), want: 4 * time.Second},
+		{value: now.Add(-time.Minute).Format(http.TimeFormat), want: -time.Minute},
+		{value: "soon", want: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.value, func(t *testing.T) {
+			assert.Check(t, is.Equal(retryAfter(tc.value, now), tc.want))
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// The transport holds a 429/503 response back for Retry-After, passes
+// everything else through at once, and stops waiting when the request is
+// cancelled.
+func TestRetryAfterTransport(t *testing.T) {
+	respond := func(status int, retryAfter string) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			h := http.Header{}
+			if retryAfter != "" {
+				h.Set("Retry-After", retryAfter)
+			}
+			return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+		})
+	}
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		minWait    time.Duration
+	}{
+		{name: "200 with Retry-After passes at once", status: 200, retryAfter: "1"},
+		{name: "500 with Retry-After passes at once", status: 500, retryAfter: "1"},
+		{name: "429 without Retry-After passes at once", status: 429},
+		{name: "429 waits", status: 429, retryAfter: "1", minWait: time.Second},
+		{name: "503 waits", status: 503, retryAfter: "1", minWait: time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := withRetryAfter(respond(tc.status, tc.retryAfter))
+			req, err := http.NewRequest(http.MethodGet, "http://registry.test/v2/", nil)
+			assert.NilError(t, err)
+			start := time.Now()
+			resp, err := rt.RoundTrip(req)
+			took := time.Since(start)
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(resp.StatusCode, tc.status))
+			if tc.minWait == 0 {
+				assert.Check(t, took < 500*time.Millisecond, "held back %s", took)
+			} else {
+				assert.Check(t, took >= tc.minWait, "returned after %s, Retry-After %s", took, tc.minWait)
+			}
+		})
+	}
+
+	t.Run("cancelled while waiting", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		rt := withRetryAfter(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			cancel() // the caller gives up as the response arrives
+			return respond(429, "10").RoundTrip(r)
+		}))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://registry.test/v2/", nil)
+		assert.NilError(t, err)
+		start := time.Now()
+		_, err = rt.RoundTrip(req)
+		assert.Check(t, errors.Is(err, context.Canceled), "got %v", err)
+		assert.Check(t, time.Since(start) < time.Second)
+	})
+}

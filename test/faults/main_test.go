@@ -1,0 +1,38 @@
+package faults
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// exportStep is the built cmd/export-step, made once by TestMain.
+var exportStep string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "exportreport-faults-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "faults: go env GOMOD:", err)
+			return 1
+		}
+		cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/export-step")
+		cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "faults: go build ./cmd/export-step: %v\n%s", err, out)
+			return 1
+		}
+		exportStep = filepath.Join(dir, "export-step")
+		return m.Run()
+	}()
+	os.Exit(code)
+}
