@@ -1,0 +1,446 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/exportreport/exportreport/pkg/atomicfile"
+)
+
+type config struct {
+	quick                  bool
+	runs                   int
+	out, work, cache, only string
+}
+
+// shape is one thing to push, timed for every tool.
+type shape struct {
+	key, title string
+	sizes      []int64 // layer sizes
+	tags       int
+	existing   bool // pushed once untimed; the second push is timed
+	rss        bool // measure peak RSS with /usr/bin/time -v
+	runs       int
+	seed       uint64
+}
+
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+func repeat(n int, size int64) []int64 {
+	s := make([]int64, n)
+	for i := range s {
+		s[i] = size
+	}
+	return s
+}
+
+func shapes(quick bool, runs int) []shape {
+	if quick {
+		return []shape{
+			{key: "large", title: "3 × 4 MiB", sizes: repeat(3, 4*mib), tags: 1, runs: 1, seed: 1},
+			{key: "small", title: "10 × 10 KiB", sizes: repeat(10, 10*kib), tags: 1, runs: 1, seed: 2},
+			{key: "unchanged", title: "unchanged re-export (3 × 4 MiB)", sizes: repeat(3, 4*mib), tags: 1, existing: true, runs: 1, seed: 1},
+			{key: "tag1", title: "1 tag (3 × 1 MiB)", sizes: repeat(3, mib), tags: 1, runs: 1, seed: 3},
+			{key: "tag10", title: "10 tags (3 × 1 MiB)", sizes: repeat(3, mib), tags: 10, runs: 1, seed: 3},
+			{key: "huge", title: "1 × 64 MiB, peak RSS", sizes: []int64{64 * mib}, tags: 1, rss: true, runs: 1, seed: 4},
+		}
+	}
+	return []shape{
+		{key: "large", title: "3 × 80 MiB", sizes: repeat(3, 80*mib), tags: 1, runs: runs, seed: 1},
+		{key: "small", title: "100 × 10 KiB", sizes: repeat(100, 10*kib), tags: 1, runs: runs, seed: 2},
+		{key: "unchanged", title: "unchanged re-export (3 × 80 MiB)", sizes: repeat(3, 80*mib), tags: 1, existing: true, runs: runs, seed: 1},
+		{key: "tag1", title: "1 tag (3 × 1 MiB)", sizes: repeat(3, mib), tags: 1, runs: runs, seed: 3},
+		{key: "tag10", title: "10 tags (3 × 1 MiB)", sizes: repeat(3, mib), tags: 10, runs: runs, seed: 3},
+		{key: "huge", title: "1 × 1 GiB, peak RSS", sizes: []int64{gib}, tags: 1, rss: true, runs: min(runs, 3), seed: 4},
+	}
+}
+
+// tool pushes img to host under the tags and returns the wall time and the
+// peak RSS of its processes (0 when not measured).
+type tool struct {
+	name string
+	push func(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error)
+}
+
+const (
+	toolExport = "export-step"
+	toolCrane  = "crane"
+	toolSkopeo = "skopeo"
+	toolFloor  = "floor"
+)
+
+type harness struct {
+	work, bin      string
+	exportStep     string
+	report2results string
+	crane          string
+	env            []string
+	client         *http.Client
+	jobs           int
+}
+
+func run(ctx context.Context, c config) error {
+	start := time.Now()
+	if c.out == "" && !c.quick {
+		c.out = "docs/benchmarks.md"
+	}
+	if c.work == "" {
+		dir, err := os.MkdirTemp("", "exportreport-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		c.work = dir
+	}
+	if c.cache == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("find a cache directory (set -cache): %w", err)
+		}
+		c.cache = filepath.Join(base, "exportreport", "bench")
+	}
+	h := &harness{work: c.work, bin: filepath.Join(c.work, "bin"), jobs: 4,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
+	res := &results{Date: start.UTC(), Quick: c.quick, Runs: c.runs, Machine: describeMachine()}
+
+	slog.Info("building the commands, stripped", "dir", h.bin)
+	for _, cmd := range []string{"export-step", "report2results"} {
+		out := filepath.Join(h.bin, cmd)
+		if err := execQuiet(ctx, nil, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/"+cmd); err != nil {
+			return fmt.Errorf("build %s (run from the repository root): %w", cmd, err)
+		}
+		fi, err := os.Stat(out)
+		if err != nil {
+			return err
+		}
+		res.Binaries = append(res.Binaries, binarySize{Name: cmd, Bytes: fi.Size()})
+	}
+	h.exportStep, h.report2results = filepath.Join(h.bin, "export-step"), filepath.Join(h.bin, "report2results")
+	crane, err := installCrane(ctx, c.cache)
+	if err != nil {
+		return err
+	}
+	h.crane = crane
+	dockerConfig := filepath.Join(c.work, "docker-config")
+	if err := os.MkdirAll(dockerConfig, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte("{}"), 0o644); err != nil {
+		return err
+	}
+	h.env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig)
+	res.Versions = versions(ctx, h)
+
+	tools := []tool{
+		{toolExport, pushExportStep},
+		{toolCrane, pushCrane},
+		{toolSkopeo, pushSkopeo},
+		{toolFloor, pushFloor},
+	}
+	layouts := map[uint64]*image{}
+	for _, s := range shapes(c.quick, c.runs) {
+		if c.only != "" && !strings.Contains(s.key, c.only) {
+			continue
+		}
+		img, ok := layouts[s.seed]
+		if !ok {
+			slog.Info("writing the OCI layout", "shape", s.title)
+			img, err = writeImage(filepath.Join(c.work, "layout-"+strconv.FormatUint(s.seed, 10)), s.sizes, s.seed)
+			if err != nil {
+				return fmt.Errorf("write the layout for %s: %w", s.title, err)
+			}
+			layouts[s.seed] = img
+		}
+		sr := shapeResult{Key: s.key, Title: s.title}
+		for _, t := range tools {
+			sr.Tools = append(sr.Tools, toolResult{Tool: t.name})
+		}
+		for i := range s.runs {
+			// Interleaved: every run times every tool, starting with a
+			// different one each time.
+			for j := range tools {
+				k := (i + j) % len(tools)
+				d, rss, err := runOnce(ctx, h, s, tools[k], img)
+				if err != nil {
+					return fmt.Errorf("%s, %s, run %d: %w", s.title, tools[k].name, i+1, err)
+				}
+				slog.Info("timed", "shape", s.title, "tool", tools[k].name, "run", i+1, "seconds", d.Seconds(), "rss_kib", rss)
+				sr.Tools[k].Seconds = append(sr.Tools[k].Seconds, d.Seconds())
+				if rss > 0 {
+					sr.Tools[k].RSSKiB = append(sr.Tools[k].RSSKiB, rss)
+				}
+			}
+		}
+		res.Shapes = append(res.Shapes, sr)
+	}
+	if c.only == "" || strings.Contains("report2results", c.only) {
+		r2r, err := timeReport2Results(ctx, h, map[bool]int{true: 3, false: 30}[c.quick])
+		if err != nil {
+			return err
+		}
+		res.Report2Results = r2r
+	}
+	res.Machine.LoadEnd = loadAverage()
+	res.Elapsed = time.Since(start).Round(time.Second)
+	printSummary(os.Stdout, *res)
+	if c.out == "" {
+		return nil
+	}
+	png := strings.TrimSuffix(c.out, ".md") + ".png"
+	if err := writeChart(*res, png); err != nil {
+		return fmt.Errorf("write %s: %w", png, err)
+	}
+	previous, err := os.ReadFile(c.out)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := atomicfile.WriteFile(c.out, []byte(renderMarkdown(*res, filepath.Base(png), previous)), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", c.out, err)
+	}
+	slog.Info("wrote", "report", c.out, "chart", png)
+	return nil
+}
+
+// runOnce starts a fresh registry, pre-pushes for an unchanged re-export,
+// times one push and checks the registry holds the image under every tag.
+func runOnce(ctx context.Context, h *harness, s shape, t tool, img *image) (time.Duration, int64, error) {
+	reg, err := startRegistry(ctx, h.work)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer reg.stop()
+	refs := make([]string, s.tags)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("%s/bench/%s:t%d", reg.host, s.key, i+1)
+	}
+	if s.existing {
+		if _, _, err := t.push(ctx, h, reg.host, img, refs, false); err != nil {
+			return 0, 0, fmt.Errorf("first push: %w", err)
+		}
+	}
+	d, rss, err := t.push(ctx, h, reg.host, img, refs, s.rss)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Every tag is there. skopeo rewrites the manifest (another digest), so
+	// only the others must keep the layout's digest.
+	for i := range refs {
+		got, err := headManifest(ctx, h.client, reg.host, "bench/"+s.key, fmt.Sprintf("t%d", i+1))
+		if err != nil {
+			return 0, 0, fmt.Errorf("check the pushed image: %w", err)
+		}
+		if got != img.digest && t.name != toolSkopeo {
+			return 0, 0, fmt.Errorf("check the pushed image: tag t%d has digest %s, the layout %s", i+1, got, img.digest)
+		}
+	}
+	return d, rss, nil
+}
+
+func pushExportStep(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
+	args := []string{h.exportStep, "-quiet", "-source", "oci:" + img.dir, "-insecure-registry", host,
+		"-jobs", strconv.Itoa(h.jobs), "-report", filepath.Join(h.work, "report.toml")}
+	return timeCommands(ctx, h.env, rss, append(args, refs...))
+}
+
+func pushCrane(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
+	cmds := [][]string{{h.crane, "push", "--insecure", img.dir, refs[0]}}
+	for _, r := range refs[1:] {
+		cmds = append(cmds, []string{h.crane, "tag", "--insecure", refs[0], r[strings.LastIndex(r, ":")+1:]})
+	}
+	return timeCommands(ctx, h.env, rss, cmds...)
+}
+
+func pushSkopeo(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
+	var cmds [][]string
+	for _, r := range refs {
+		cmds = append(cmds, []string{"skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", "oci:" + img.dir, "docker://" + r})
+	}
+	return timeCommands(ctx, h.env, rss, cmds...)
+}
+
+// pushFloor runs the harness itself (-floor-push) as the floor, a process
+// like the tools, so that process start counts the same for all.
+func pushFloor(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, 0, err
+	}
+	return timeCommands(ctx, h.env, rss, append([]string{self, "-floor-push", img.dir}, refs...))
+}
+
+// timeCommands runs the commands one after another and returns their total
+// wall time and, with rss, the largest peak RSS among them.
+func timeCommands(ctx context.Context, env []string, rss bool, cmds ...[]string) (time.Duration, int64, error) {
+	var total time.Duration
+	var peak int64
+	for _, args := range cmds {
+		var rssFile string
+		if rss {
+			rssFile = filepath.Join(os.TempDir(), fmt.Sprintf("bench-rss-%d", os.Getpid()))
+			args = append([]string{"/usr/bin/time", "-v", "-o", rssFile}, args...)
+		}
+		start := time.Now()
+		err := execQuiet(ctx, env, args[0], args[1:]...)
+		total += time.Since(start)
+		if err != nil {
+			return 0, 0, err
+		}
+		if rss {
+			kb, err := maxRSS(rssFile)
+			os.Remove(rssFile)
+			if err != nil {
+				return 0, 0, err
+			}
+			peak = max(peak, kb)
+		}
+	}
+	return total, peak, nil
+}
+
+// maxRSS reads "Maximum resident set size (kbytes)" from /usr/bin/time -v.
+func maxRSS(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Maximum resident set size (kbytes):"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no maximum resident set size", path)
+}
+
+func execQuiet(ctx context.Context, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if len(msg) > 2000 {
+			msg = msg[len(msg)-2000:]
+		}
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
+	}
+	return nil
+}
+
+func installCrane(ctx context.Context, cache string) (string, error) {
+	bin := filepath.Join(cache, "bin")
+	crane := filepath.Join(bin, "crane")
+	if out, err := exec.CommandContext(ctx, crane, "version").Output(); err == nil && strings.TrimSpace(string(out)) == craneVersion {
+		return crane, nil
+	}
+	slog.Info("installing crane", "version", craneVersion, "dir", bin)
+	env := append(os.Environ(), "GOBIN="+bin)
+	if err := execQuiet(ctx, env, "go", "install", "github.com/google/go-containerregistry/cmd/crane@"+craneVersion); err != nil {
+		return "", fmt.Errorf("install crane: %w", err)
+	}
+	return crane, nil
+}
+
+const craneVersion = "v0.22.1"
+
+const typicalReport = `[image]
+tags = ["registry.example.com/team/app:latest", "registry.example.com/team/app:1.4.2"]
+digest = "sha256:4d3c1c2b0f4fbd3f4f0b8a5c6e0c8f2a6b7e1d9c3a5b7d9e1f3a5c7e9b1d3f5a"
+manifest_size = 1234
+media_type = "application/vnd.oci.image.index.v1+json"
+`
+
+// timeReport2Results runs report2results n times on a typical report,
+// writing three results and an OCI layout, offline.
+func timeReport2Results(ctx context.Context, h *harness, n int) ([]float64, error) {
+	dir := filepath.Join(h.work, "report2results")
+	if err := os.MkdirAll(filepath.Join(dir, "results"), 0o755); err != nil {
+		return nil, err
+	}
+	rep := filepath.Join(dir, "report.toml")
+	if err := os.WriteFile(rep, []byte(typicalReport), 0o644); err != nil {
+		return nil, err
+	}
+	args := []string{h.report2results, "-report", rep, "-results-dir", filepath.Join(dir, "results"),
+		"-results", "IMAGE_DIGEST,IMAGE_URL,IMAGES", "-oci-layout", filepath.Join(dir, "layout"), "-offline", "-quiet"}
+	var out []float64
+	for range n {
+		d, _, err := timeCommands(ctx, h.env, false, args)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d.Seconds())
+	}
+	return out, nil
+}
+
+func versions(ctx context.Context, h *harness) []keyValue {
+	first := func(name string, args ...string) string {
+		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		if err != nil {
+			return "unknown (" + err.Error() + ")"
+		}
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		return line
+	}
+	rev := first("git", "rev-parse", "--short", "HEAD")
+	if out, _ := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); len(out) > 0 {
+		rev += " (with local changes)"
+	}
+	return []keyValue{
+		{"export-step, report2results", "this repository at " + rev},
+		{"Go", runtime.Version()},
+		{"crane", first(h.crane, "version")},
+		{"skopeo", first("skopeo", "--version")},
+		{"registry", first(registryBinary, "--version")},
+	}
+}
+
+func describeMachine() machine {
+	m := machine{Cores: runtime.NumCPU(), LoadStart: loadAverage()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		m.MemGiB = float64(kb) / (1 << 20)
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// floorMain pushes the image of the OCI layout dir to refs (HOST/REPO:TAG,
+// one repository) as the floor: cold when the first tag is absent, else
+// only the manifest HEADs of an unchanged re-export.
+func floorMain(ctx context.Context, dir string, refs []string) error {
+	if len(refs) == 0 {
+		return fmt.Errorf("no references")
+	}
+	img, err := readImage(dir)
+	if err != nil {
+		return err
+	}
+	var host, repo string
+	tags := make([]string, len(refs))
+	for i, r := range refs {
+		slash, colon := strings.Index(r, "/"), strings.LastIndex(r, ":")
+		if slash < 0 || colon < slash {
+			return fmt.Errorf("reference %q is not HOST/REPO:TAG", r)
+		}
+		host, repo, tags[i] = r[:slash], r[slash+1:colon], r[colon+1:]
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	_, err = headManifest(ctx, client, host, repo, tags[0])
+	return floorPush(ctx, client, host, repo, img, tags, 4, err == nil)
+}
+
+// readImage reads back the one image writeImage wrote to the layout dir.
+func readImage(dir string) (*image, error) {
+	var index struct{ Manifests []descriptor }
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &index)
+	}
+	if err != nil || len(index.Manifests) != 1 {
+		return nil, fmt.Errorf("%s: not a layout of one image: %v", dir, err)
+	}
+	img := &image{dir: dir, digest: index.Manifests[0].Digest}
+	img.manifest, err = os.ReadFile(img.blobPath(index.Manifests[0]))
+	if err != nil {
+		return nil, err
+	}
+	var m struct {
+		Config descriptor
+		Layers []descriptor
+	}
+	if err := json.Unmarshal(img.manifest, &m); err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", dir, err)
+	}
+	img.blobs = append(m.Layers, m.Config)
+	return img, nil
+}
+
+// floorPush sends img to host/repo with the fewest HTTP requests Distribution
+// accepts: per blob one POST and one monolithic PUT (no HEAD: the registry is
+// cold), jobs blobs at a time, then one manifest PUT per tag. With existing
+// set, everything is already there: one manifest HEAD per tag.
+func floorPush(ctx context.Context, client *http.Client, host, repo string, img *image, tags []string, jobs int, existing bool) error {
+	base := "http://" + host + "/v2/" + repo
+	if existing {
+		for _, t := range tags {
+			got, err := headManifest(ctx, client, host, repo, t)
+			if err != nil {
+				return err
+			}
+			if got != img.digest {
+				return fmt.Errorf("HEAD %s: digest %s, want %s", t, got, img.digest)
+			}
+		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, d := range img.blobs {
+		g.Go(func() error { return floorBlob(gctx, client, base, img, d) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, t := range tags {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/manifests/"+t, bytes.NewReader(img.manifest))
+		req.Header.Set("Content-Type", manifestMediaType)
+		if err := expect(client, req, http.StatusCreated); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// headManifest returns the digest the registry holds for repo:tag.
+func headManifest(ctx context.Context, client *http.Client, host, repo, tag string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+host+"/v2/"+repo+"/manifests/"+tag, nil)
+	req.Header.Set("Accept", manifestMediaType+", application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("HEAD %s:%s: %s", repo, tag, resp.Status)
+	}
+	return resp.Header.Get("Docker-Content-Digest"), nil
+}
+
+func floorBlob(ctx context.Context, client *http.Client, base string, img *image, d descriptor) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/blobs/uploads/", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("POST %s: %s", req.URL, resp.Status)
+	}
+	loc, err := req.URL.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		return err
+	}
+	q := loc.Query()
+	q.Set("digest", d.Digest)
+	loc.RawQuery = q.Encode()
+	f, err := os.Open(img.blobPath(d))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	put, _ := http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), f)
+	put.ContentLength = d.Size
+	put.Header.Set("Content-Type", "application/octet-stream")
+	return expect(client, put, http.StatusCreated)
+}
+
+func expect(client *http.Client, req *http.Request, status int) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != status {
+		return fmt.Errorf("%s %s: %s: %s", req.Method, (&url.URL{Path: req.URL.Path}).String(), resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	"gotest.tools/v3/golden"
+)
+
+// fakeResults are made-up measurements: enough to exercise every table row,
+// target and bar.
+func fakeResults() results {
+	tools := func(export, crane, skopeo, floor []float64) []toolResult {
+		return []toolResult{
+			{Tool: toolExport, Seconds: export},
+			{Tool: toolCrane, Seconds: crane},
+			{Tool: toolSkopeo, Seconds: skopeo},
+			{Tool: toolFloor, Seconds: floor},
+		}
+	}
+	huge := tools([]float64{9}, []float64{10}, []float64{20}, []float64{8})
+	huge[0].RSSKiB, huge[1].RSSKiB, huge[2].RSSKiB = []int64{30 << 10}, []int64{20 << 10}, []int64{80 << 10}
+	return results{
+		Date:     time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC),
+		Runs:     3,
+		Elapsed:  5 * time.Minute,
+		Machine:  machine{CPU: "Fake CPU", Cores: 2, MemGiB: 4, Kernel: "6.1.0", LoadStart: "0.10 0.20 0.30", LoadEnd: "1.00 0.50 0.40"},
+		Versions: []keyValue{{"Go", "go1.26.8"}},
+		Shapes: []shapeResult{
+			{Key: "large", Title: "3 × 80 MiB", Tools: tools([]float64{2, 1, 3}, []float64{1, 2, 3}, []float64{4, 5, 6}, []float64{1.9, 2, 2.1})},
+			{Key: "small", Title: "100 × 10 KiB", Tools: tools([]float64{0.5, 0.6}, []float64{1, 1.2}, []float64{3}, []float64{0.5})},
+			{Key: "unchanged", Title: "unchanged", Tools: tools([]float64{0.2}, []float64{0.1}, []float64{0.3}, []float64{0.01})},
+			{Key: "tag1", Title: "1 tag", Tools: tools([]float64{0.1}, []float64{0.2}, []float64{0.3}, []float64{0.1})},
+			{Key: "tag10", Title: "10 tags", Tools: tools([]float64{0.11}, []float64{0.5}, []float64{1}, []float64{0.12})},
+			{Key: "huge", Title: "1 GiB", Tools: huge},
+		},
+		Report2Results: []float64{0.004, 0.003, 0.010},
+		Binaries:       []binarySize{{"export-step", 11_000_000}, {"report2results", 13_000_000}},
+	}
+}
+
+func TestStats(t *testing.T) {
+	for _, tc := range []struct {
+		in          []float64
+		lo, med, hi float64
+	}{
+		{nil, 0, 0, 0},
+		{[]float64{3}, 3, 3, 3},
+		{[]float64{3, 1, 2}, 1, 2, 3},
+		{[]float64{4, 1, 3, 2}, 1, 2.5, 4},
+	} {
+		lo, med, hi := stats(tc.in)
+		assert.DeepEqual(t, []float64{lo, med, hi}, []float64{tc.lo, tc.med, tc.hi})
+	}
+}
+
+func TestTargets(t *testing.T) {
+	got := map[string]target{}
+	for _, tg := range targets(fakeResults()) {
+		got[tg.Goal] = tg
+	}
+	for _, tc := range []struct {
+		goal     string
+		measured string
+		met      bool
+	}{
+		{"3 × 80 MiB: export-step ≤ 1.05 × crane", "1.00 ×", true},
+		{"3 × 80 MiB: export-step ≤ 1.05 × the floor", "1.00 ×", true},
+		{"100 × 10 KiB: export-step ≤ 0.6 × crane", "0.50 ×", true},
+		{"3 × 80 MiB: export-step ≤ 0.5 × skopeo", "0.40 ×", true},
+		{"unchanged: export-step ≤ 0.5 × skopeo", "0.67 ×", false},
+		{"unchanged re-export: export-step ≤ 150 ms", "200 ms", false},
+		{"10 tags: export-step ≤ 1.2 × one tag", "1.10 ×", true},
+		{"1 GiB: export-step peak RSS ≤ 64 MiB", "30.0 MiB (max of runs)", true},
+		{"report2results ≤ 5 ms per run", "4.0 ms (median)", true},
+		{"export-step ≤ 12 MB stripped", "11.0 MB", true},
+		{"report2results ≤ 12 MB stripped", "13.0 MB", false},
+	} {
+		tg, ok := got[tc.goal]
+		assert.Assert(t, ok, "no target %q", tc.goal)
+		assert.Check(t, tg.Known, tc.goal)
+		assert.Check(t, tg.Measured == tc.measured, "%s: measured %q, want %q", tc.goal, tg.Measured, tc.measured)
+		assert.Check(t, tg.Met == tc.met, "%s: met %v", tc.goal, tg.Met)
+	}
+}
+
+func TestTargetsNotMeasured(t *testing.T) {
+	for _, tg := range targets(results{}) {
+		assert.Check(t, !tg.Known, tg.Goal)
+	}
+}
+
+func TestRenderMarkdown(t *testing.T) {
+	previous := []byte("old tables\n" + analysisMarker + "\n## Analysis\n\nkept by hand\n")
+	golden.Assert(t, renderMarkdown(fakeResults(), "benchmarks.png", previous), "benchmarks.golden")
+}
+
+func TestWriteChart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chart.png")
+	assert.NilError(t, writeChart(fakeResults(), path))
+	f, err := os.Open(path)
+	assert.NilError(t, err)
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	assert.NilError(t, err)
+	assert.Check(t, cfg.Width > 500 && cfg.Height > 200, "%dx%d", cfg.Width, cfg.Height)
+
+	assert.ErrorContains(t, writeChart(results{}, path), "no shape has crane timings")
+}
