@@ -143,7 +143,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 		}
 		defer docker.Close()
 	}
-	rt := withRetryAfter(newRegistryTransport(opts.Transport, p.insecure))
+	rt := withManifestBlobRetry(withRetryAfter(newRegistryTransport(opts.Transport, p.insecure)))
 
 	art, err := p.open(ctx, docker, rt)
 	if err != nil {

@@ -1,7 +1,9 @@
 package export
 
 import (
+	"bytes"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -104,4 +106,73 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return at.Sub(now)
 	}
 	return 0
+}
+
+// manifestBlobUnknownRetries bounds the re-sends of a manifest PUT that the
+// registry answered with MANIFEST_BLOB_UNKNOWN; the waits are
+// manifestBlobUnknownWait, doubling (0.25s, 0.5s, 1s: 1.75s at most).
+const (
+	manifestBlobUnknownRetries = 3
+	manifestBlobUnknownWait    = 250 * time.Millisecond
+)
+
+// withManifestBlobRetry re-sends a manifest PUT that the registry answered
+// 400 MANIFEST_BLOB_UNKNOWN, a few times, briefly. A manifest is PUT only
+// after every blob it references was uploaded or found, so that answer is
+// the registry's storage catching up, not a bad manifest: Distribution's
+// filesystem storage rewrites a repository's blob link in place (truncate,
+// then write) when another client finishes uploading the same blob, and a
+// manifest verified in that window is refused (seen with 8 parallel exports
+// sharing layers, test/faults TestParallelExports). Every other 4xx, and
+// this one after the last re-send, is returned as it came.
+func withManifestBlobRetry(next http.RoundTripper) http.RoundTripper {
+	return &manifestBlobRetryTransport{next: next, wait: manifestBlobUnknownWait}
+}
+
+type manifestBlobRetryTransport struct {
+	next http.RoundTripper
+	wait time.Duration
+}
+
+func (t *manifestBlobRetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPut || !strings.Contains(req.URL.Path, "/manifests/") || (req.Body != nil && req.GetBody == nil) {
+		return t.next.RoundTrip(req)
+	}
+	wait := t.wait
+	for try := 0; ; try++ {
+		resp, err := t.next.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusBadRequest || try == manifestBlobUnknownRetries {
+			return resp, err
+		}
+		body, rerr := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		if rerr != nil || !bytes.Contains(body, []byte("MANIFEST_BLOB_UNKNOWN")) {
+			return resp, nil
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-req.Context().Done():
+			timer.Stop()
+			return resp, nil
+		}
+		wait *= 2
+		if req, err = rewind(req); err != nil {
+			return resp, nil
+		}
+	}
+}
+
+// rewind returns a copy of req with a fresh body from GetBody.
+func rewind(req *http.Request) (*http.Request, error) {
+	next := req.Clone(req.Context())
+	if req.GetBody != nil {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		next.Body = body
+	}
+	return next, nil
 }

@@ -98,3 +98,55 @@ func TestRetryAfterTransport(t *testing.T) {
 		assert.Check(t, time.Since(start) < time.Second)
 	})
 }
+
+// A manifest PUT answered 400 MANIFEST_BLOB_UNKNOWN is re-sent with the
+// same body, at most manifestBlobUnknownRetries times; other 4xx answers,
+// and other requests, are sent once.
+func TestManifestBlobRetry(t *testing.T) {
+	tests := []struct {
+		name      string
+		method    string
+		path      string
+		status    int
+		code      string
+		failures  int // answers with the error before a 201
+		wantSends int
+		wantFinal int
+	}{
+		{name: "blob unknown twice, then created", method: "PUT", path: "/v2/r/manifests/t", status: 400, code: "MANIFEST_BLOB_UNKNOWN", failures: 2, wantSends: 3, wantFinal: 201},
+		{name: "blob unknown for good", method: "PUT", path: "/v2/r/manifests/t", status: 400, code: "MANIFEST_BLOB_UNKNOWN", failures: 100, wantSends: 1 + manifestBlobUnknownRetries, wantFinal: 400},
+		{name: "manifest invalid is final", method: "PUT", path: "/v2/r/manifests/t", status: 400, code: "MANIFEST_INVALID", failures: 100, wantSends: 1, wantFinal: 400},
+		{name: "unauthorized is final", method: "PUT", path: "/v2/r/manifests/t", status: 401, code: "MANIFEST_BLOB_UNKNOWN", failures: 100, wantSends: 1, wantFinal: 401},
+		{name: "not a manifest PUT", method: "PUT", path: "/v2/r/blobs/uploads/x", status: 400, code: "MANIFEST_BLOB_UNKNOWN", failures: 100, wantSends: 1, wantFinal: 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var bodies []string
+			next := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				b, err := io.ReadAll(r.Body)
+				assert.NilError(t, err)
+				bodies = append(bodies, string(b))
+				status, body := 201, ""
+				if len(bodies) <= tc.failures {
+					status, body = tc.status, `{"errors":[{"code":"`+tc.code+`"}]}`
+				}
+				return &http.Response{StatusCode: status, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+			})
+			rt := &manifestBlobRetryTransport{next: next, wait: time.Millisecond}
+			req, err := http.NewRequest(tc.method, "http://registry.test"+tc.path, strings.NewReader("manifest"))
+			assert.NilError(t, err)
+			resp, err := rt.RoundTrip(req)
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(resp.StatusCode, tc.wantFinal))
+			assert.Check(t, is.Len(bodies, tc.wantSends))
+			for _, b := range bodies {
+				assert.Check(t, is.Equal(b, "manifest"))
+			}
+			if tc.wantFinal != 201 {
+				b, err := io.ReadAll(resp.Body)
+				assert.NilError(t, err)
+				assert.Check(t, is.Contains(string(b), tc.code), "the error body is passed on")
+			}
+		})
+	}
+}

@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// exportStep is the built cmd/export-step, made once by TestMain.
-var exportStep string
+// exportStep and report2results are the built commands, made once by
+// TestMain (without -race: these tests are about faults, not races).
+var exportStep, report2results string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "exportreport-faults-bin-")
@@ -25,13 +26,14 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "faults: go env GOMOD:", err)
 			return 1
 		}
-		cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/export-step")
+		cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/export-step", "./cmd/report2results")
 		cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
 		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "faults: go build ./cmd/export-step: %v\n%s", err, out)
+			fmt.Fprintf(os.Stderr, "faults: go build: %v\n%s", err, out)
 			return 1
 		}
 		exportStep = filepath.Join(dir, "export-step")
+		report2results = filepath.Join(dir, "report2results")
 		return m.Run()
 	}()
 	os.Exit(code)

@@ -37,10 +37,18 @@ type result struct {
 // and a clean environment (no credentials); env entries override.
 func export(t *testing.T, src, reportPath, host string, env []string, tags ...string) result {
 	t.Helper()
+	args := append([]string{"-quiet", "-source", "oci:" + src, "-report", reportPath, "-insecure-registry", host}, tags...)
+	return runCommand(t, env, exportStep, args...)
+}
+
+// runCommand runs a command with HOME and DOCKER_CONFIG in empty
+// directories and CNB_REPORT_PATH empty; env entries override. It fails the
+// test if the command cannot run or runs past 3 minutes.
+func runCommand(t *testing.T, env []string, command string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	args := append([]string{"-quiet", "-source", "oci:" + src, "-report", reportPath, "-insecure-registry", host}, tags...)
-	cmd := exec.CommandContext(ctx, exportStep, args...)
+	cmd := exec.CommandContext(ctx, command, args...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "DOCKER_CONFIG="+t.TempDir(), "CNB_REPORT_PATH=")
 	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr strings.Builder
@@ -54,9 +62,9 @@ func export(t *testing.T, src, reportPath, host string, env []string, tags ...st
 	case errors.As(err, &exit) && ctx.Err() == nil:
 		r.code = exit.ExitCode()
 	default:
-		t.Fatalf("export-step: %v (after %s)\nstderr: %s", err, r.took, r.stderr)
+		t.Fatalf("%s: %v (after %s)\nstderr: %s", command, err, r.took, r.stderr)
 	}
-	t.Logf("export-step %s: exit %d in %s\nstderr: %s", strings.Join(tags, " "), r.code, r.took.Round(time.Millisecond), r.stderr)
+	t.Logf("%s %s: exit %d in %s\nstderr: %s", filepath.Base(command), strings.Join(args, " "), r.code, r.took.Round(time.Millisecond), r.stderr)
 	return r
 }
 
@@ -97,6 +105,13 @@ func assertPushed(t *testing.T, reg *distribution.Registry, reportPath, tag stri
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual(r.Image.Tags, []string{tag}))
 	assert.Check(t, is.Equal(r.Image.Digest, want.String()))
+	assertServedDirect(t, reg, tag, want)
+}
+
+// assertServedDirect checks that the registry, asked directly (not through
+// a proxy), serves want for tag's repository and tag.
+func assertServedDirect(t *testing.T, reg *distribution.Registry, tag string, want v1.Hash) {
+	t.Helper()
 	ref, err := name.ParseReference(tag)
 	assert.NilError(t, err)
 	direct, err := name.ParseReference(reg.Host() + "/" + ref.Context().RepositoryStr() + ":" + ref.Identifier())
