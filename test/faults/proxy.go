@@ -22,8 +22,12 @@ type Rule struct {
 	Method string
 	// Path matches when the URL path contains it; empty matches any.
 	Path string
-	// Status is the HTTP status sent back.
+	// Status is the HTTP status sent back; 0 forwards the request (after
+	// Before).
 	Status int
+	// Before, when set, runs before the request is answered or forwarded
+	// (e.g. restart the registry in the middle of a push).
+	Before func()
 	// Header is added to the fault response (e.g. Retry-After).
 	Header http.Header
 	// Times is how many matching requests get the fault; 0 means all.
@@ -158,7 +162,11 @@ func (p *Proxy) serve(w http.ResponseWriter, req *http.Request) {
 		p.requests = append(p.requests, rec)
 		p.mu.Unlock()
 	}()
-	if f := p.fault(req); f != nil {
+	f := p.fault(req)
+	if f != nil && f.Before != nil {
+		f.Before()
+	}
+	if f != nil && f.Status != 0 {
 		rec.Fault, rec.Status = true, f.Status
 		for k, vs := range f.Header {
 			for _, v := range vs {
