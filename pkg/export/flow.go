@@ -84,6 +84,10 @@ type Options struct {
 	// 500ms doubling, at most 5 tries, capped at 10s between tries.
 	RetryBackoff remote.Backoff
 
+	// IdleTimeout fails a registry connection on which no byte moved for
+	// this long (a stalled registry); zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+
 	// progressInterval overrides the 1s progress period (tests).
 	progressInterval time.Duration
 }
@@ -143,7 +147,11 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 		}
 		defer docker.Close()
 	}
-	rt := withManifestBlobRetry(withRetryAfter(newRegistryTransport(opts.Transport, p.insecure)))
+	idle := opts.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	rt := withManifestBlobRetry(withRetryAfter(newRegistryTransportIdle(opts.Transport, p.insecure, idle)))
 
 	art, err := p.open(ctx, docker, rt)
 	if err != nil {

@@ -2,8 +2,10 @@ package export
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,10 +19,31 @@ import (
 // insecure ones. TLS verification is switched off per request host, never
 // globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
 func newRegistryTransport(base http.RoundTripper, insecure hostSet) http.RoundTripper {
+	return newRegistryTransportIdle(base, insecure, DefaultIdleTimeout)
+}
+
+// DefaultIdleTimeout is how long a registry connection may go without a
+// byte moving either way before it is given up (Options.IdleTimeout).
+const DefaultIdleTimeout = 2 * time.Minute
+
+// newRegistryTransportIdle is newRegistryTransport whose connections fail
+// after idle without a byte read or written (a stalled registry): the
+// request then fails like a reset, and is retried or fails the export.
+func newRegistryTransportIdle(base http.RoundTripper, insecure hostSet, idle time.Duration) http.RoundTripper {
 	if base != nil {
 		return base
 	}
 	secure := remote.DefaultTransport.(*http.Transport).Clone()
+	if idle > 0 {
+		dial := secure.DialContext
+		secure.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &idleConn{Conn: c, idle: idle}, nil
+		}
+	}
 	if len(insecure) == 0 {
 		return secure
 	}
@@ -30,6 +53,37 @@ func newRegistryTransport(base http.RoundTripper, insecure hostSet) http.RoundTr
 	}
 	unverified.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only for hosts given with -insecure-registry
 	return &hostTLSTransport{secure: secure, unverified: unverified, insecure: insecure}
+}
+
+// idleConn fails once no byte has moved in either direction for idle. Every
+// Read or Write pushes both deadlines back, so a long upload (the server
+// silent, its response Read pending) is progress, and so is a long
+// download; a registry that stops reading or answering is not.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	if err := c.Conn.SetDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	}
+	return n, err
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Write(b)
+	if n > 0 {
+		_ = c.Conn.SetDeadline(time.Now().Add(c.idle))
+	}
+	return n, err
 }
 
 // hostTLSTransport sends requests to insecure hosts through a transport

@@ -14,7 +14,7 @@ import (
 )
 
 // The registry restarts (stop, start on the same port and storage) in the
-// middle of a push: just before the first blob upload's data, and just
+// middle of a push: just before the first blob upload is finished (PUT), and just
 // before the manifest PUT. A parallel request reaching the proxy while the
 // registry is down gets a 502 (connection refused) and is retried; the
 // export succeeds with the right digest once the registry is back.
@@ -28,7 +28,7 @@ func TestRegistryRestartMidPush(t *testing.T) {
 		name         string
 		method, path string
 	}{
-		{name: "before a blob's data", method: http.MethodPatch, path: "/blobs/uploads/"},
+		{name: "before finishing a blob upload", method: http.MethodPut, path: "/blobs/uploads/"},
 		{name: "before the manifest PUT", method: http.MethodPut, path: "/manifests/"},
 	}
 	for i, tc := range tests {
