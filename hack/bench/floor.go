@@ -68,7 +68,8 @@ func readImage(dir string) (*image, error) {
 
 // floorPush sends img to host/repo with the fewest HTTP requests Distribution
 // accepts: per blob one POST and one monolithic PUT (no HEAD: the registry is
-// cold), jobs blobs at a time, then one manifest PUT per tag. With existing
+// cold), jobs blobs at a time, then one manifest PUT per tag, jobs at a
+// time. With existing
 // set, everything is already there: one manifest HEAD per tag.
 func floorPush(ctx context.Context, client *http.Client, host, repo string, img *image, tags []string, jobs int, existing bool) error {
 	base := "http://" + host + "/v2/" + repo
@@ -92,14 +93,17 @@ func floorPush(ctx context.Context, client *http.Client, host, repo string, img 
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	// The manifest PUTs, at the same parallelism as the blobs.
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
 	for _, t := range tags {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/manifests/"+t, bytes.NewReader(img.manifest))
-		req.Header.Set("Content-Type", manifestMediaType)
-		if err := expect(client, req, http.StatusCreated); err != nil {
-			return err
-		}
+		g.Go(func() error {
+			req, _ := http.NewRequestWithContext(gctx, http.MethodPut, base+"/manifests/"+t, bytes.NewReader(img.manifest))
+			req.Header.Set("Content-Type", manifestMediaType)
+			return expect(client, req, http.StatusCreated)
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // headManifest returns the digest the registry holds for repo:tag.

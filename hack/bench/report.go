@@ -253,7 +253,7 @@ func renderMarkdown(r results, chart string, previous []byte) string {
 	fmt.Fprintf(&b, "Every run pushes to a fresh CNCF Distribution registry on 127.0.0.1 (plain HTTP, filesystem storage); the "+
 		"tools run interleaved, %d runs per shape (the 1 GiB shape: at most 3), from the same OCI layout of uncompressed, "+
 		"incompressible layers. `floor` is the harness itself sending the same blobs with the fewest requests Distribution "+
-		"accepts (POST + one monolithic PUT per blob, no HEAD, 4 at a time; a manifest PUT per tag; one manifest HEAD per tag "+
+		"accepts (POST + one monolithic PUT per blob, no HEAD, 4 at a time; a manifest PUT per tag, 4 at a time; one manifest HEAD per tag "+
 		"when everything is there). crane pushes with `crane push` and adds tags with `crane tag`; skopeo runs one "+
 		"`skopeo copy` per tag. export-step runs with `-jobs 4`. Times are wall clock of the whole command, process start included.\n", r.Runs)
 	fmt.Fprintln(&b)
