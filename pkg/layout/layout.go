@@ -36,8 +36,8 @@ import (
 // Annotation keys written on every descriptor of index.json.
 const (
 	// AnnotationRefName is the OCI annotation naming a reference inside a
-	// layout; tools match it against TAG in oci:DIR:TAG. Its grammar has no
-	// room for a registry host, so it carries the tag only.
+	// layout; tools match it against TAG in oci:DIR:TAG. It carries the tag
+	// only, as containerd and BuildKit write it, so that oci:DIR:latest works.
 	AnnotationRefName = "org.opencontainers.image.ref.name"
 	// AnnotationImageName carries the full reference, as containerd does.
 	AnnotationImageName = "io.containerd.image.name"
