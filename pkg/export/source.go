@@ -325,10 +325,11 @@ func openLayout(src Source) (Artifact, error) {
 		return nil, err
 	}
 	lp := layout.Path(dir)
-	idx, err := lp.ImageIndex()
+	root, err := lp.ImageIndex()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", indexPath, err)
 	}
+	var idx v1.ImageIndex = cachedLayoutIndex{index: root, path: lp}
 	check := layoutBlobCheck(lp)
 
 	var desc *v1.Descriptor
