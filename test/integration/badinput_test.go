@@ -105,6 +105,9 @@ func TestReport2ResultsBadInput(t *testing.T) {
 	daemonReport := write("daemon.toml", "[image]\ntags = [\"registry.example.com/team/app:latest\"]\nimage_id = \""+digest+"\"\n")
 	notTOML := write("not.toml", "[image\ntags = \n")
 	missing := filepath.Join(inputs, "missing.toml")
+	huge := filepath.Join(inputs, "huge.toml") // 100 MiB, sparse
+	assert.NilError(t, os.WriteFile(huge, nil, 0o644))
+	assert.NilError(t, os.Truncate(huge, 100<<20))
 
 	tests := []struct {
 		name string
@@ -113,6 +116,7 @@ func TestReport2ResultsBadInput(t *testing.T) {
 	}{
 		{name: "missing report", args: []string{"-report", missing}, want: missing},
 		{name: "not TOML", args: []string{"-report", notTOML}, want: notTOML},
+		{name: "100 MiB report", args: []string{"-report", huge}, want: huge + ": larger than the 4 MiB (4194304 bytes) limit"},
 		{name: "digest of a daemon report", args: []string{"-report", daemonReport, "-results", "IMAGE_DIGEST"}, want: "IMAGE_DIGEST"},
 		{name: "unknown result", args: []string{"-report", registryReport, "-results", "IMAGE_DIGEST,NO_SUCH_RESULT"}, want: "NO_SUCH_RESULT"},
 		{name: "unknown flag", args: []string{"-report", registryReport, "-no-such-flag"}, want: "no-such-flag"},
