@@ -18,7 +18,7 @@ import (
 // throttle slows blob uploads down to about 16 MiB/s.
 func throttle(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPatch {
+		if r.Method == http.MethodPatch || (r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")) {
 			r.Body = &slowReader{r: r.Body}
 		}
 		next.ServeHTTP(w, r)
