@@ -1,6 +1,16 @@
 // Package atomicfile replaces files so that a reader sees the old content or
-// the new, never a part: a temp file in the same directory, fsync, rename,
-// fsync of the directory. Every output of the commands is written this way.
+// the new, never a part: a temp file in the same directory, renamed over the
+// target. Every output of the commands is written this way.
+//
+// Write and WriteFile also make the result durable (fsync of the file
+// before the rename, of the directory after it), for outputs that must
+// survive a crash of the machine: export-step's report, OCI layout and layer
+// cache. Replace and ReplaceFile skip the fsyncs, for outputs read on the
+// same machine before anything could lose them: report2results' Tekton
+// results (an emptyDir read when the container exits) and, unless -fsync,
+// its OCI layout. On a 2-core machine under load each fsync costs 0.2-20
+// ms (the first one commits the filesystem journal), most of report2results'
+// run (docs/results.md).
 package atomicfile
 
 import (
@@ -12,9 +22,19 @@ import (
 	"path/filepath"
 )
 
-// Write replaces path with what fill writes, with permissions perm. On any
-// failure the temp file is removed and path is left as it was.
-func Write(path string, perm fs.FileMode, fill func(io.Writer) error) (err error) {
+// Write replaces path with what fill writes, with permissions perm, durably.
+// On any failure the temp file is removed and path is left as it was.
+func Write(path string, perm fs.FileMode, fill func(io.Writer) error) error {
+	return write(path, perm, fill, true)
+}
+
+// Replace is Write without the fsyncs: atomic for every reader, not
+// durable across a crash of the machine.
+func Replace(path string, perm fs.FileMode, fill func(io.Writer) error) error {
+	return write(path, perm, fill, false)
+}
+
+func write(path string, perm fs.FileMode, fill func(io.Writer) error, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -36,14 +56,19 @@ func Write(path string, perm fs.FileMode, fill func(io.Writer) error) (err error
 	if err = f.Chmod(perm); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	if durable {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", f.Name(), err)
+		}
 	}
 	if err = f.Close(); err != nil {
 		return err
 	}
 	if err = os.Rename(f.Name(), path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	// Make the rename durable; not every filesystem can sync a directory.
 	if d, derr := os.Open(dir); derr == nil {
@@ -53,10 +78,19 @@ func Write(path string, perm fs.FileMode, fill func(io.Writer) error) (err error
 	return nil
 }
 
-// WriteFile replaces path with data, with permissions perm.
+// WriteFile replaces path with data, with permissions perm, durably.
 func WriteFile(path string, data []byte, perm fs.FileMode) error {
-	return Write(path, perm, func(w io.Writer) error {
+	return Write(path, perm, writeData(data))
+}
+
+// ReplaceFile is WriteFile without the fsyncs.
+func ReplaceFile(path string, data []byte, perm fs.FileMode) error {
+	return Replace(path, perm, writeData(data))
+}
+
+func writeData(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
-	})
+	}
 }
