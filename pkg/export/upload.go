@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -364,7 +365,10 @@ func (u *blobUploader) monolithic(ctx context.Context, b blob) error {
 	}
 	defer rc.Close()
 	var sent int64
-	body := &countingReader{r: rc, add: func(n int64) { sent += n; u.progress(n) }}
+	var body io.Reader = &countingReader{r: rc, add: func(n int64) { sent += n; u.progress(n) }}
+	if f, ok := rc.(*os.File); ok {
+		body = &fileBody{countingReader: body.(*countingReader), f: f}
+	}
 	preq, err := http.NewRequestWithContext(ctx, http.MethodPut, put.String(), body)
 	if err != nil {
 		return err
@@ -442,4 +446,46 @@ func (c *countingReader) Read(b []byte) (int, error) {
 		err = &sourceError{err}
 	}
 	return n, err
+}
+
+// fileBody is the body of a blob read from a file (an OCI layout): it is a
+// syscall.Conn, so that the connection can hand the file to the kernel
+// (sendfile, idleConn.ReadFrom) instead of copying it through user space,
+// and it counts what the kernel sent from the file's offset after each
+// such copy. Read, for what is copied the ordinary way, counts as
+// countingReader does.
+type fileBody struct {
+	*countingReader
+	f    *os.File
+	seen int64 // file offset counted so far
+}
+
+func (b *fileBody) Read(p []byte) (int, error) {
+	n, err := b.countingReader.Read(p)
+	b.seen += int64(n)
+	return n, err
+}
+
+func (b *fileBody) SyscallConn() (syscall.RawConn, error) {
+	rc, err := b.f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &countingRawConn{RawConn: rc, b: b}, nil
+}
+
+type countingRawConn struct {
+	syscall.RawConn
+	b *fileBody
+}
+
+// Read runs f (the kernel's copy) and counts how far the file's offset
+// moved.
+func (c *countingRawConn) Read(f func(fd uintptr) bool) error {
+	err := c.RawConn.Read(f)
+	if pos, serr := c.b.f.Seek(0, io.SeekCurrent); serr == nil && pos > c.b.seen {
+		c.b.add(pos - c.b.seen)
+		c.b.seen = pos
+	}
+	return err
 }
