@@ -234,7 +234,6 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 	}
 
 	if len(todo) > 0 && todo[0] == primary {
-		todo = todo[1:]
 		if isImage {
 			u := &blobUploader{rc: rc, updates: updates, fallback: func(ctx context.Context, l v1.Layer) error {
 				p, err := pusher(false)
@@ -246,13 +245,7 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 			if err := u.upload(ctx, blobs, c.jobs, reexport); err != nil {
 				return fmt.Errorf("push %s: %w", primary.Name(), err)
 			}
-			raw, err := img.RawManifest()
-			if err != nil {
-				return fmt.Errorf("push %s: read the manifest: %w", primary.Name(), err)
-			}
-			if err := rc.putManifest(ctx, primary.TagStr(), string(desc.MediaType), raw); err != nil {
-				return fmt.Errorf("push %s: %w", primary.Name(), err)
-			}
+			// The manifest PUTs below, the first tag's with the others.
 		} else {
 			// An index: go-containerregistry writes its children and their
 			// blobs (mounted from mountFrom's repository), then the index.
@@ -267,6 +260,7 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 			if err := p.Push(ctx, primary, src); err != nil {
 				return fmt.Errorf("push %s: %w", primary.Name(), err)
 			}
+			todo = todo[1:]
 		}
 	}
 	if len(todo) == 0 {
@@ -276,14 +270,18 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 	if err != nil {
 		return fmt.Errorf("push %s: read the manifest: %w", primary.Name(), err)
 	}
-	// The other tags: one manifest PUT each, jobs at a time (the registry
-	// checks every blob of the manifest on each PUT, so one after the other
-	// they add up: 10 tags took 1.85 × one tag, docs/benchmarks.md).
+	// One manifest PUT per tag, all tags at once once the blobs are there,
+	// jobs at a time (the registry checks every blob of the manifest on each
+	// PUT, so one after the other they add up: 10 tags took 1.85 × one tag,
+	// docs/benchmarks.md).
 	tg, tctx := errgroup.WithContext(ctx)
 	tg.SetLimit(max(c.jobs, 1))
 	for _, t := range todo {
 		tg.Go(func() error {
 			if err := rc.putManifest(tctx, t.TagStr(), string(desc.MediaType), raw); err != nil {
+				if t == primary {
+					return fmt.Errorf("push %s: %w", t.Name(), err)
+				}
 				return fmt.Errorf("tag %s: %w", t.Name(), err)
 			}
 			return nil
