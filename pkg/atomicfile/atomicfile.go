@@ -25,16 +25,17 @@ import (
 // Write replaces path with what fill writes, with permissions perm, durably.
 // On any failure the temp file is removed and path is left as it was.
 func Write(path string, perm fs.FileMode, fill func(io.Writer) error) error {
-	return write(path, perm, fill, true)
+	return write(path, perm, fill, nil, true)
 }
 
 // Replace is Write without the fsyncs: atomic for every reader, not
 // durable across a crash of the machine.
 func Replace(path string, perm fs.FileMode, fill func(io.Writer) error) error {
-	return write(path, perm, fill, false)
+	return write(path, perm, fill, nil, false)
 }
 
-func write(path string, perm fs.FileMode, fill func(io.Writer) error, durable bool) (err error) {
+// write writes what fill writes (buffered), or else data.
+func write(path string, perm fs.FileMode, fill func(io.Writer) error, data []byte, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -46,12 +47,18 @@ func write(path string, perm fs.FileMode, fill func(io.Writer) error, durable bo
 			os.Remove(f.Name())
 		}
 	}()
-	w := bufio.NewWriterSize(f, 64<<10)
-	if err = fill(w); err != nil {
-		return err
-	}
-	if err = w.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", f.Name(), err)
+	if fill == nil {
+		if _, err = f.Write(data); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name(), err)
+		}
+	} else {
+		w := bufio.NewWriterSize(f, 64<<10)
+		if err = fill(w); err != nil {
+			return err
+		}
+		if err = w.Flush(); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name(), err)
+		}
 	}
 	if err = f.Chmod(perm); err != nil {
 		return err
@@ -80,17 +87,10 @@ func write(path string, perm fs.FileMode, fill func(io.Writer) error, durable bo
 
 // WriteFile replaces path with data, with permissions perm, durably.
 func WriteFile(path string, data []byte, perm fs.FileMode) error {
-	return Write(path, perm, writeData(data))
+	return write(path, perm, nil, data, true)
 }
 
 // ReplaceFile is WriteFile without the fsyncs.
 func ReplaceFile(path string, data []byte, perm fs.FileMode) error {
-	return Replace(path, perm, writeData(data))
-}
-
-func writeData(data []byte) func(io.Writer) error {
-	return func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	}
+	return write(path, perm, nil, data, false)
 }
