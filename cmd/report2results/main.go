@@ -43,6 +43,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&o.Wait, "wait", 0, "wait up to `DURATION` for the report to appear")
 	fs.StringVar(&o.TerminationMessage, "termination-message", "", "also write the report as compact JSON (<= 4096 bytes) to file `F`")
 	fs.BoolVar(&o.Offline, "offline", false, "never contact a registry")
+	fs.BoolVar(&o.Fsync, "fsync", false, "fsync every file written (for an -oci-layout on a volume that must survive a node crash); without it files are still replaced atomically")
 	fs.Var(&insecure, "insecure-registry", "plain HTTP / unverified TLS for `HOST`[:PORT] only (repeatable, or comma-separated)")
 	fs.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
 	if err := fs.Parse(args); err != nil {

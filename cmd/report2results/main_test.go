@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"go.uber.org/goleak"
 	"gotest.tools/v3/assert"
 
 	"github.com/exportreport/exportreport/test/distribution"
@@ -38,21 +39,29 @@ import (
 var binary string
 
 // TestMain builds report2results once and runs the tests against it.
+// It also fails the tests if a goroutine is left over after them.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "report2results-test-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	binary = filepath.Join(dir, "report2results")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		os.RemoveAll(dir)
-		log.Fatalf("go build: %v\n%s", err, out)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	goleak.VerifyTestMain(runFunc(func() int {
+		dir, err := os.MkdirTemp("", "report2results-test-")
+		if err != nil {
+			log.Print(err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "report2results")
+		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+		if err != nil {
+			log.Printf("go build: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}))
 }
+
+// runFunc is a goleak.TestingM: the tests with their setup around them.
+type runFunc func() int
+
+func (f runFunc) Run() int { return f() }
 
 const (
 	digest    = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"

@@ -196,6 +196,14 @@ func run(ctx context.Context, c config) error {
 		}
 		res.Report2Results = r2r
 	}
+	if c.only == "" || strings.Contains("gobench", c.only) {
+		slog.Info("running the Go benchmarks", "packages", goBenchPackages)
+		gb, err := runGoBenchmarks(ctx, map[bool]string{true: "3x", false: "1s"}[c.quick])
+		if err != nil {
+			return err
+		}
+		res.GoBenchmarks = gb
+	}
 	res.Machine.LoadEnd = loadAverage()
 	res.Elapsed = time.Since(start).Round(time.Second)
 	printSummary(os.Stdout, *res)

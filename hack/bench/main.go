@@ -23,7 +23,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "", "write the report to `FILE`.md and its chart next to it as .png (default docs/benchmarks.md; -quick: none)")
 	flag.StringVar(&c.work, "work", "", "scratch `DIR` (default a temporary directory, removed at the end)")
 	flag.StringVar(&c.cache, "cache", "", "`DIR` for the installed crane (default $XDG_CACHE_HOME/exportreport/bench)")
-	flag.StringVar(&c.only, "only", "", "run only the shapes whose key contains `S` (e.g. small)")
+	flag.StringVar(&c.only, "only", "", "run only the shapes whose key contains `S` (large, small, unchanged, tag1, tag10, huge; also report2results, gobench)")
 	floorLayout := flag.String("floor-push", "", "internal: push the image of the OCI layout `DIR` to the references given as arguments the way the floor does, and exit")
 	flag.Parse()
 	if *floorLayout != "" {

@@ -20,6 +20,7 @@ type results struct {
 	Shapes         []shapeResult
 	Report2Results []float64 // seconds per run
 	Binaries       []binarySize
+	GoBenchmarks   []goBench
 }
 
 type machine struct {
@@ -277,6 +278,12 @@ func renderMarkdown(r results, chart string, previous []byte) string {
 		fmt.Fprintf(&b, "- %s: %d bytes (%.1f MB)\n", bs.Name, bs.Bytes, float64(bs.Bytes)/1e6)
 	}
 	fmt.Fprintln(&b)
+	if len(r.GoBenchmarks) > 0 {
+		fmt.Fprintf(&b, "Go benchmarks of the hot paths (`go test -run '^$' -bench . -benchmem %s`, same machine, run by the harness after the pushes):\n\n",
+			strings.Join(goBenchPackages, " "))
+		goBenchTable(&b, r.GoBenchmarks)
+		fmt.Fprintln(&b)
+	}
 	fmt.Fprintln(&b, "## Machine and versions")
 	fmt.Fprintln(&b)
 	fmt.Fprintf(&b, "- date: %s; harness run took %s\n", r.Date.Format("2006-01-02 15:04 MST"), r.Elapsed)

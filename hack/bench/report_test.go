@@ -4,6 +4,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,7 +41,25 @@ func fakeResults() results {
 		},
 		Report2Results: []float64{0.004, 0.003, 0.010},
 		Binaries:       []binarySize{{"export-step", 11_000_000}, {"report2results", 13_000_000}},
+		GoBenchmarks:   []goBench{{"results Run/fsync=false", 1.8e6, 24311, 312}, {"layout Index/build-2-tags", 12214, 4999, 60}},
 	}
+}
+
+func TestParseGoBench(t *testing.T) {
+	out := `goos: linux
+pkg: github.com/exportreport/exportreport/pkg/results
+BenchmarkRun/fsync=false-2         	     300	   1842771 ns/op	   24311 B/op	     312 allocs/op
+PASS
+pkg: github.com/exportreport/exportreport/pkg/layout
+BenchmarkIndex/build-2-tags-2         	     200	     12214 ns/op	    4999 B/op	      60 allocs/op
+BenchmarkNoMem-2 	 10	 55.5 ns/op
+ok  	github.com/exportreport/exportreport/pkg/layout	6.439s
+`
+	assert.DeepEqual(t, parseGoBench(strings.NewReader(out)), []goBench{
+		{"results Run/fsync=false", 1842771, 24311, 312},
+		{"layout Index/build-2-tags", 12214, 4999, 60},
+		{"layout NoMem", 55.5, 0, 0},
+	})
 }
 
 func TestStats(t *testing.T) {

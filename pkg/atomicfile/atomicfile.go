@@ -1,6 +1,16 @@
 // Package atomicfile replaces files so that a reader sees the old content or
-// the new, never a part: a temp file in the same directory, fsync, rename,
-// fsync of the directory. Every output of the commands is written this way.
+// the new, never a part: a temp file in the same directory, renamed over the
+// target. Every output of the commands is written this way.
+//
+// Write and WriteFile also make the result durable (fsync of the file
+// before the rename, of the directory after it), for outputs that must
+// survive a crash of the machine: export-step's report, OCI layout and layer
+// cache. Replace and ReplaceFile skip the fsyncs, for outputs read on the
+// same machine before anything could lose them: report2results' Tekton
+// results (an emptyDir read when the container exits) and, unless -fsync,
+// its OCI layout. On a 2-core machine under load each fsync costs 0.2-20
+// ms (the first one commits the filesystem journal), most of report2results'
+// run (docs/results.md).
 package atomicfile
 
 import (
@@ -12,9 +22,20 @@ import (
 	"path/filepath"
 )
 
-// Write replaces path with what fill writes, with permissions perm. On any
-// failure the temp file is removed and path is left as it was.
-func Write(path string, perm fs.FileMode, fill func(io.Writer) error) (err error) {
+// Write replaces path with what fill writes, with permissions perm, durably.
+// On any failure the temp file is removed and path is left as it was.
+func Write(path string, perm fs.FileMode, fill func(io.Writer) error) error {
+	return write(path, perm, fill, nil, true)
+}
+
+// Replace is Write without the fsyncs: atomic for every reader, not
+// durable across a crash of the machine.
+func Replace(path string, perm fs.FileMode, fill func(io.Writer) error) error {
+	return write(path, perm, fill, nil, false)
+}
+
+// write writes what fill writes (buffered), or else data.
+func write(path string, perm fs.FileMode, fill func(io.Writer) error, data []byte, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -26,24 +47,35 @@ func Write(path string, perm fs.FileMode, fill func(io.Writer) error) (err error
 			os.Remove(f.Name())
 		}
 	}()
-	w := bufio.NewWriterSize(f, 64<<10)
-	if err = fill(w); err != nil {
-		return err
-	}
-	if err = w.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", f.Name(), err)
+	if fill == nil {
+		if _, err = f.Write(data); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name(), err)
+		}
+	} else {
+		w := bufio.NewWriterSize(f, 64<<10)
+		if err = fill(w); err != nil {
+			return err
+		}
+		if err = w.Flush(); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name(), err)
+		}
 	}
 	if err = f.Chmod(perm); err != nil {
 		return err
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	if durable {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", f.Name(), err)
+		}
 	}
 	if err = f.Close(); err != nil {
 		return err
 	}
 	if err = os.Rename(f.Name(), path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	// Make the rename durable; not every filesystem can sync a directory.
 	if d, derr := os.Open(dir); derr == nil {
@@ -53,10 +85,12 @@ func Write(path string, perm fs.FileMode, fill func(io.Writer) error) (err error
 	return nil
 }
 
-// WriteFile replaces path with data, with permissions perm.
+// WriteFile replaces path with data, with permissions perm, durably.
 func WriteFile(path string, data []byte, perm fs.FileMode) error {
-	return Write(path, perm, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
+	return write(path, perm, nil, data, true)
+}
+
+// ReplaceFile is WriteFile without the fsyncs.
+func ReplaceFile(path string, data []byte, perm fs.FileMode) error {
+	return write(path, perm, nil, data, false)
 }

@@ -3,6 +3,7 @@ package atomicfile
 import (
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,40 +11,59 @@ import (
 	"gotest.tools/v3/assert"
 )
 
+// writers are the durable and the atomic-only writers: both replace a file
+// whole or not at all; only the first fsyncs.
+var writers = []struct {
+	name      string
+	write     func(string, fs.FileMode, func(io.Writer) error) error
+	writeFile func(string, []byte, fs.FileMode) error
+}{
+	{"durable", Write, WriteFile},
+	{"replace", Replace, ReplaceFile},
+}
+
 func TestWriteFileReplacesWhole(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "index.json")
-	assert.NilError(t, os.WriteFile(p, []byte("old content, longer than the new"), 0o600))
+	for _, w := range writers {
+		t.Run(w.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "index.json")
+			assert.NilError(t, os.WriteFile(p, []byte("old content, longer than the new"), 0o600))
 
-	assert.NilError(t, WriteFile(p, []byte("new"), 0o644))
+			assert.NilError(t, w.writeFile(p, []byte("new"), 0o644))
 
-	got, err := os.ReadFile(p)
-	assert.NilError(t, err)
-	assert.Equal(t, string(got), "new")
-	fi, err := os.Stat(p)
-	assert.NilError(t, err)
-	assert.Equal(t, fi.Mode().Perm(), os.FileMode(0o644))
-	assertOnly(t, dir, "index.json")
+			got, err := os.ReadFile(p)
+			assert.NilError(t, err)
+			assert.Equal(t, string(got), "new")
+			fi, err := os.Stat(p)
+			assert.NilError(t, err)
+			assert.Equal(t, fi.Mode().Perm(), os.FileMode(0o644))
+			assertOnly(t, dir, "index.json")
+		})
+	}
 }
 
 func TestWriteFailureLeavesOldFileAndNoTemp(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "report.toml")
-	assert.NilError(t, os.WriteFile(p, []byte("old"), 0o644))
-	boom := errors.New("boom")
+	for _, w := range writers {
+		t.Run(w.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "report.toml")
+			assert.NilError(t, os.WriteFile(p, []byte("old"), 0o644))
+			boom := errors.New("boom")
 
-	err := Write(p, 0o644, func(w io.Writer) error {
-		if _, err := w.Write([]byte("half")); err != nil {
-			return err
-		}
-		return boom
-	})
+			err := w.write(p, 0o644, func(w io.Writer) error {
+				if _, err := w.Write([]byte("half")); err != nil {
+					return err
+				}
+				return boom
+			})
 
-	assert.ErrorIs(t, err, boom)
-	got, rerr := os.ReadFile(p)
-	assert.NilError(t, rerr)
-	assert.Equal(t, string(got), "old")
-	assertOnly(t, dir, "report.toml")
+			assert.ErrorIs(t, err, boom)
+			got, rerr := os.ReadFile(p)
+			assert.NilError(t, rerr)
+			assert.Equal(t, string(got), "old")
+			assertOnly(t, dir, "report.toml")
+		})
+	}
 }
 
 func TestWriteIntoMissingDirFails(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -18,7 +20,7 @@ import (
 // throttle slows blob uploads down to about 16 MiB/s.
 func throttle(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPatch {
+		if r.Method == http.MethodPatch || (r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")) {
 			r.Body = &slowReader{r: r.Body}
 		}
 		next.ServeHTTP(w, r)
@@ -59,6 +61,34 @@ func TestRunProgress(t *testing.T) {
 		assert.Assert(t, len(progress) >= 2, "progress lines: %q", stderr.String())
 		assert.Assert(t, strings.Contains(stderr.String(), "pushed "+reg.ref("app")+": "), stderr.String())
 		assert.Assert(t, strings.Contains(stderr.String(), "level=INFO msg=pushed"), stderr.String())
+	})
+
+	// From an OCI layout the blobs are files, which the connection hands
+	// to the kernel (sendfile): progress still counts every byte.
+	t.Run("from an OCI layout", func(t *testing.T) {
+		reg := newTestRegistry(t, throttle)
+		dir := t.TempDir()
+		lp, err := layout.Write(dir, empty.Index)
+		assert.NilError(t, err)
+		assert.NilError(t, lp.AppendImage(img))
+		stderr := &bytes.Buffer{}
+		opts := testOptions(t, nil, reg.ref("app:1"))
+		opts.Artifact, opts.Source = nil, "oci:"+dir
+		opts.Quiet, opts.Stderr, opts.progressInterval = false, stderr, 20*time.Millisecond
+		_, err = Run(context.Background(), opts)
+		assert.NilError(t, err)
+		var total int64
+		layers, err := img.Layers()
+		assert.NilError(t, err)
+		for _, l := range layers {
+			n, err := l.Size()
+			assert.NilError(t, err)
+			total += n
+		}
+		cfg, err := img.RawConfigFile()
+		assert.NilError(t, err)
+		total += int64(len(cfg))
+		assert.Assert(t, strings.Contains(stderr.String(), "pushed "+reg.ref("app")+": "+formatBytes(total)+" in "), stderr.String())
 	})
 
 	t.Run("quiet prints nothing", func(t *testing.T) {

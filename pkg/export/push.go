@@ -77,13 +77,16 @@ func groupByRegistry(tags []name.Tag) [][]*repoTags {
 // pushAndVerify writes art to every tag and checks that every registry
 // returned the digest computed here. It returns art's descriptor.
 //
-// Per repository, blobs are uploaded once (existing ones are skipped after a
-// HEAD), the manifest or index is pushed with the repository's first tag,
-// and every other tag of that repository costs one manifest PUT. The first
-// repository of each registry is pushed in full; the registry's other
-// repositories then mount the blobs from it. Registries are pushed
-// concurrently; at most jobs repositories upload at a time, each with at most
-// jobs parallel blob uploads.
+// Per repository, the first tag's manifest is checked with one HEAD: if it
+// already names art (an unchanged re-export), every other tag gets one HEAD
+// too and only the tags that differ are written. Otherwise blobs are
+// uploaded once (upload.go: a POST that offers each for mounting, then one
+// monolithic PUT), the manifest is PUT for the first tag, and every other
+// tag of that repository costs one manifest PUT. The first repository of
+// each registry is pushed in full; the registry's other repositories then
+// mount the blobs from it. Registries are pushed concurrently; at most jobs
+// repositories upload at a time, each with at most jobs parallel blob
+// uploads.
 func pushAndVerify(ctx context.Context, art Artifact, tags []name.Tag, c registryConfig) (*v1.Descriptor, error) {
 	desc, err := partial.Descriptor(art)
 	if err != nil {
@@ -103,13 +106,13 @@ func pushAndVerify(ctx context.Context, art Artifact, tags []name.Tag, c registr
 	for _, registry := range groupByRegistry(tags) {
 		g.Go(func() error {
 			first := registry[0]
-			if err := pushRepo(gctx, art, first, slots, c); err != nil {
+			if err := pushRepo(gctx, art, desc, first, first.tags[0], rec, slots, c); err != nil {
 				return err
 			}
 			rg, rctx := errgroup.WithContext(gctx)
 			for _, other := range registry[1:] {
 				rg.Go(func() error {
-					return pushRepo(rctx, mountableFrom(art, first.tags[0]), other, slots, c)
+					return pushRepo(rctx, art, desc, other, first.tags[0], rec, slots, c)
 				})
 			}
 			return rg.Wait()
@@ -137,50 +140,148 @@ func pushAndVerify(ctx context.Context, art Artifact, tags []name.Tag, c registr
 	return desc, nil
 }
 
-// pushRepo pushes art to the first tag of g with blobs, then PUTs the same
-// manifest for the other tags.
-func pushRepo(ctx context.Context, art Artifact, g *repoTags, slots chan struct{}, c registryConfig) error {
+// pushRepo writes art to the tags of g. Blobs are offered for mounting from
+// the repository of mountFrom (g's own repository when g is the first of
+// its registry). The digests of tags found already naming art are recorded
+// in rec, for the verification.
+func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTags, mountFrom name.Reference, rec *digestRecorder, slots chan struct{}, c registryConfig) error {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	defer func() { <-slots }()
+	primary := g.tags[0]
+	want := desc.Digest.String()
 
-	opts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(c.transport),
-		remote.WithJobs(c.jobs),
-		remote.WithUserAgent(UserAgent),
-		remote.WithRetryBackoff(c.backoff),
-		remote.WithRetryStatusCodes(retryStatusCodes...),
+	img, isImage := art.(v1.Image)
+	var blobs []blob
+	var pullFrom []name.Repository
+	if isImage {
+		var err error
+		if blobs, err = imageBlobs(img, mountFrom.Context()); err != nil {
+			return fmt.Errorf("push %s: %w", primary.Name(), err)
+		}
+		for _, b := range blobs {
+			pullFrom = append(pullFrom, b.from)
+		}
 	}
-	if c.progress != nil {
-		updates := make(chan v1.Update, 16)
+	rc, err := newRegistryClient(ctx, g.repo, pullFrom, c)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", primary.Name(), err)
+	}
+
+	// One HEAD of the first tag. When it names art already (an unchanged
+	// re-export), one HEAD of each other tag, and only the tags that
+	// differ are written.
+	got, err := rc.headManifest(ctx, primary.TagStr())
+	if err != nil {
+		return fmt.Errorf("push %s: %w", primary.Name(), err)
+	}
+	reexport := got != ""
+	todo := g.tags
+	if got == want {
+		rec.record(primary, got)
+		var mu sync.Mutex
+		todo = nil
+		hg, hctx := errgroup.WithContext(ctx)
+		hg.SetLimit(max(c.jobs, 1))
+		for _, t := range g.tags[1:] {
+			hg.Go(func() error {
+				got, err := rc.headManifest(hctx, t.TagStr())
+				if err != nil {
+					return fmt.Errorf("push %s: %w", t.Name(), err)
+				}
+				if got == want {
+					rec.record(t, got)
+					return nil
+				}
+				mu.Lock()
+				todo = append(todo, t)
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := hg.Wait(); err != nil {
+			return err
+		}
+	}
+
+	var updates chan v1.Update
+	if c.progress != nil && len(todo) > 0 && todo[0] == primary {
+		updates = make(chan v1.Update, 16)
 		done := printProgress(c.progress, g.repo.Name(), updates, c.interval)
-		opts = append(opts, remote.WithProgress(updates))
-		// The pusher never closes the channel; it is ours once the pushes return.
+		// Nobody sends once the pushes below return.
 		defer func() {
 			close(updates)
 			<-done
 		}()
 	}
-	pusher, err := remote.NewPusher(opts...)
+	pusher := func(progress bool) (*remote.Pusher, error) {
+		opts := []remote.Option{
+			remote.WithContext(ctx),
+			remote.WithAuthFromKeychain(c.keychain),
+			remote.WithTransport(c.transport),
+			remote.WithJobs(c.jobs),
+			remote.WithUserAgent(UserAgent),
+			remote.WithRetryBackoff(c.backoff),
+			remote.WithRetryStatusCodes(retryStatusCodes...),
+		}
+		if progress && updates != nil {
+			opts = append(opts, remote.WithProgress(updates))
+		}
+		return remote.NewPusher(opts...)
+	}
+
+	if len(todo) > 0 && todo[0] == primary {
+		if isImage {
+			u := &blobUploader{rc: rc, updates: updates, fallback: func(ctx context.Context, l v1.Layer) error {
+				p, err := pusher(false)
+				if err != nil {
+					return err
+				}
+				return p.Upload(ctx, g.repo, l)
+			}}
+			if err := u.upload(ctx, blobs, c.jobs, reexport); err != nil {
+				return fmt.Errorf("push %s: %w", primary.Name(), err)
+			}
+			// The manifest PUTs below, the first tag's with the others.
+		} else {
+			// An index: go-containerregistry writes its children and their
+			// blobs (mounted from mountFrom's repository), then the index.
+			p, err := pusher(true)
+			if err != nil {
+				return fmt.Errorf("push %s: %w", primary.Name(), err)
+			}
+			src := art
+			if mountFrom.Context().Name() != g.repo.Name() {
+				src = mountableFrom(art, mountFrom)
+			}
+			if err := p.Push(ctx, primary, src); err != nil {
+				return fmt.Errorf("push %s: %w", primary.Name(), err)
+			}
+			todo = todo[1:]
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	raw, err := art.RawManifest()
 	if err != nil {
-		return fmt.Errorf("push %s: %w", g.tags[0].Name(), err)
+		return fmt.Errorf("push %s: read the manifest: %w", primary.Name(), err)
 	}
-	if err := pusher.Push(ctx, g.tags[0], art); err != nil {
-		return fmt.Errorf("push %s: %w", g.tags[0].Name(), err)
-	}
-	// The other tags: one manifest PUT each, jobs at a time (the registry
-	// checks every blob of the manifest on each PUT, so one after the other
-	// they add up: 10 tags took 1.85 × one tag, docs/benchmarks.md).
+	// One manifest PUT per tag, all tags at once once the blobs are there,
+	// jobs at a time (the registry checks every blob of the manifest on each
+	// PUT, so one after the other they add up: 10 tags took 1.85 × one tag,
+	// docs/benchmarks.md).
 	tg, tctx := errgroup.WithContext(ctx)
 	tg.SetLimit(max(c.jobs, 1))
-	for _, t := range g.tags[1:] {
+	for _, t := range todo {
 		tg.Go(func() error {
-			if err := pusher.Put(tctx, t, art); err != nil {
+			if err := rc.putManifest(tctx, t.TagStr(), string(desc.MediaType), raw); err != nil {
+				if t == primary {
+					return fmt.Errorf("push %s: %w", t.Name(), err)
+				}
 				return fmt.Errorf("tag %s: %w", t.Name(), err)
 			}
 			return nil
@@ -234,6 +335,14 @@ func (d *digestRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	d.got[strings.ToLower(req.URL.Host)+req.URL.Path] = resp.Header.Get("Docker-Content-Digest")
 	d.mu.Unlock()
 	return resp, err
+}
+
+// record notes that the registry returned digest for t (a HEAD of the tag).
+func (d *digestRecorder) record(t name.Tag, digest string) {
+	key := strings.ToLower(t.RegistryStr()) + "/v2/" + t.RepositoryStr() + "/manifests/" + t.TagStr()
+	d.mu.Lock()
+	d.got[key] = digest
+	d.mu.Unlock()
 }
 
 func (d *digestRecorder) digest(t name.Tag) string {

@@ -37,10 +37,12 @@ func TestRunSameRepositoryTagsUploadBlobsOnce(t *testing.T) {
 	rep, err := Run(context.Background(), opts)
 	assert.NilError(t, err)
 
-	// 3 layers + 1 config, each uploaded exactly once.
+	// 3 layers + 1 config, each uploaded exactly once, with two requests: a
+	// POST and one monolithic PUT. The blobs are small: no HEAD before them.
 	assert.Equal(t, reg.count(http.MethodPost, "/v2/team/app/blobs/uploads/"), 4)
-	assert.Equal(t, reg.count(http.MethodPatch, "/v2/team/app/blobs/uploads/"), 4)
+	assert.Equal(t, reg.count(http.MethodPatch, "/v2/team/app/blobs/uploads/"), 0)
 	assert.Equal(t, reg.count(http.MethodPut, "/v2/team/app/blobs/uploads/"), 4)
+	assert.Equal(t, reg.count(http.MethodHead, "/v2/team/app/blobs/"), 0)
 	// The primary tag: existence check, then the PUT.
 	assert.DeepEqual(t, reg.on("/v2/team/app/manifests/1"), []string{"HEAD", "PUT"})
 	// Every other tag costs exactly one manifest PUT, and nothing else.
@@ -80,10 +82,24 @@ func TestRunTwoRegistriesAndRepositories(t *testing.T) {
 		assert.Equal(t, remoteDigest(t, tag), digestOf(t, img), tag)
 	}
 	// Each registry got its own blobs; b's were not skipped.
-	assert.Equal(t, b.count(http.MethodPatch, "/v2/mirror/app/blobs/uploads/"), 3)
-	assert.Equal(t, a.count(http.MethodPatch, "/v2/app/blobs/uploads/"), 3)
-	// a/other is pushed after a/app with its blobs offered for mounting; this
-	// registry shares blobs across repositories, so the HEAD finds them.
+	assert.Equal(t, b.count(http.MethodPut, "/v2/mirror/app/blobs/uploads/"), 3)
+	assert.Equal(t, a.count(http.MethodPut, "/v2/app/blobs/uploads/"), 3)
+	// a/other is pushed after a/app, each blob offered for mounting from
+	// a/app in the POST that starts its upload (this registry does not
+	// mount, so it opens an upload instead; Distribution mounts:
+	// TestPushMountsAcrossRepositoriesOnDistribution), and no blob HEAD.
+	offers := 0
+	for _, q := range a.requests() {
+		if q.Method == http.MethodPost && q.Path == "/v2/other/blobs/uploads/" {
+			v, err := url.ParseQuery(q.Query)
+			assert.NilError(t, err)
+			assert.Equal(t, v.Get("from"), "app", q.Query)
+			assert.Assert(t, strings.HasPrefix(v.Get("mount"), "sha256:"), q.Query)
+			offers++
+		}
+	}
+	assert.Equal(t, offers, 3)
+	assert.Equal(t, a.count(http.MethodHead, "/blobs/"), 0)
 	assert.Equal(t, a.count(http.MethodPatch, "/v2/other/"), 0)
 }
 
@@ -148,10 +164,10 @@ func TestRunReExportSkipsExistingBlobs(t *testing.T) {
 		for _, q := range reg.requests() {
 			assert.Assert(t, !strings.Contains(q.Path, "/blobs/"), "blob request on re-export: %s", q)
 		}
-		// The primary tag already points at the digest: HEAD only, and the
-		// HEAD of the verification; the other tag is re-PUT.
-		assert.DeepEqual(t, reg.on("/v2/app/manifests/1"), []string{"HEAD", "HEAD"})
-		assert.DeepEqual(t, reg.on("/v2/app/manifests/2"), []string{"PUT"})
+		// Both tags already point at the digest: one HEAD per tag, which
+		// also serves as the verification, and nothing else.
+		assert.DeepEqual(t, reg.on("/v2/app/manifests/1"), []string{"HEAD"})
+		assert.DeepEqual(t, reg.on("/v2/app/manifests/2"), []string{"HEAD"})
 	})
 
 	t.Run("new config, same layers", func(t *testing.T) {
@@ -161,9 +177,26 @@ func TestRunReExportSkipsExistingBlobs(t *testing.T) {
 		rep, err := Run(context.Background(), testOptions(t, img2, reg.ref("app:1")))
 		assert.NilError(t, err)
 		assert.Equal(t, rep.Image.Digest, digestOf(t, img2))
-		// Only the new config blob is uploaded; the three layers get a HEAD.
-		assert.Equal(t, reg.count(http.MethodPatch, "/blobs/uploads/"), 1)
-		assert.Equal(t, reg.count(http.MethodHead, "/blobs/sha256:"), 4)
+		// Small blobs are sent again rather than checked: a HEAD would
+		// cost as much as the upload.
+		assert.Equal(t, reg.count(http.MethodPut, "/blobs/uploads/"), 4)
+		assert.Equal(t, reg.count(http.MethodHead, "/blobs/sha256:"), 0)
+	})
+
+	t.Run("new config, same large layers", func(t *testing.T) {
+		big := seededImage(t, 5, headThreshold, 2)
+		_, err := Run(context.Background(), testOptions(t, big, reg.ref("big:1")))
+		assert.NilError(t, err)
+		reg.reset()
+		big2, err := mutate.Config(big, v1.Config{Labels: map[string]string{"v": "2"}})
+		assert.NilError(t, err)
+		rep, err := Run(context.Background(), testOptions(t, big2, reg.ref("big:1")))
+		assert.NilError(t, err)
+		assert.Equal(t, rep.Image.Digest, digestOf(t, big2))
+		// Layers of headThreshold and more get a HEAD and are not sent
+		// again; only the new (small) config is uploaded.
+		assert.Equal(t, reg.count(http.MethodHead, "/v2/big/blobs/sha256:"), 2)
+		assert.Equal(t, reg.count(http.MethodPut, "/v2/big/blobs/uploads/"), 1)
 	})
 }
 
@@ -381,7 +414,7 @@ func TestPushMountsAcrossRepositoriesOnDistribution(t *testing.T) {
 	var firstUploads, mounts, secondPatches int
 	for _, q := range proxy.requests() {
 		switch {
-		case q.Method == http.MethodPatch && strings.HasPrefix(q.Path, "/v2/first/app/blobs/uploads/"):
+		case q.Method == http.MethodPut && strings.HasPrefix(q.Path, "/v2/first/app/blobs/uploads/"):
 			firstUploads++
 		case q.Method == http.MethodPatch && strings.HasPrefix(q.Path, "/v2/second/"):
 			secondPatches++

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -85,6 +86,53 @@ func (c *idleConn) Write(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// idleChunk is how much of a file ReadFrom hands the kernel at a time:
+// each chunk pushes the idle deadline back, so a registry that reads less
+// than this in idle counts as stalled.
+const idleChunk = 1 << 20
+
+// ReadFrom lets the kernel copy a file to the connection (sendfile), as
+// *net.TCPConn does when net/http streams a request body from an *os.File
+// (a blob in an OCI layout): without it every byte would be copied through
+// user space. It goes idleChunk bytes at a time, each with a fresh
+// deadline. Any other reader is copied through Write.
+func (c *idleConn) ReadFrom(r io.Reader) (int64, error) {
+	rf, ok := c.Conn.(io.ReaderFrom)
+	src, left := r, int64(-1)
+	lr, limited := r.(*io.LimitedReader)
+	if limited {
+		src, left = lr.R, lr.N
+	}
+	if _, file := src.(syscall.Conn); !ok || !file {
+		return io.Copy(writerOnly{c}, r)
+	}
+	var total int64
+	for left != 0 {
+		n := int64(idleChunk)
+		if left > 0 {
+			n = min(n, left)
+		}
+		if err := c.Conn.SetDeadline(time.Now().Add(c.idle)); err != nil {
+			return total, err
+		}
+		w, err := rf.ReadFrom(&io.LimitedReader{R: src, N: n})
+		total += w
+		if left > 0 {
+			left -= w
+		}
+		if limited {
+			lr.N = left
+		}
+		if err != nil || w < n {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// writerOnly hides ReadFrom, so that io.Copy goes through Write.
+type writerOnly struct{ io.Writer }
 
 // hostTLSTransport sends requests to insecure hosts through a transport
 // that skips TLS verification, and all others through a verifying one.

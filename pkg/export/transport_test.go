@@ -1,10 +1,16 @@
 package export
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"math/rand"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +155,88 @@ func TestManifestBlobRetry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// idleConn.ReadFrom hands a file to the kernel in chunks: everything
+// arrives, the LimitedReader's count is kept, and a peer that stops
+// reading fails the copy after the idle timeout instead of hanging.
+func TestIdleConnReadFrom(t *testing.T) {
+	const size = 3*idleChunk + 5
+	data := make([]byte, size)
+	_, err := rand.New(rand.NewSource(1)).Read(data)
+	assert.NilError(t, err)
+	path := filepath.Join(t.TempDir(), "blob")
+	assert.NilError(t, os.WriteFile(path, data, 0o644))
+
+	for _, tc := range []struct {
+		name   string
+		reader func(f *os.File) io.Reader
+		want   int64
+	}{
+		{name: "file", reader: func(f *os.File) io.Reader { return f }, want: size},
+		{name: "limited file", reader: func(f *os.File) io.Reader { return &io.LimitedReader{R: f, N: size - 7} }, want: size - 7},
+		{name: "not a file", reader: func(f *os.File) io.Reader { return bufio.NewReader(f) }, want: size},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			assert.NilError(t, err)
+			t.Cleanup(func() { ln.Close() })
+			got := make(chan []byte, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					got <- nil
+					return
+				}
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				got <- b
+			}()
+			raw, err := net.Dial("tcp", ln.Addr().String())
+			assert.NilError(t, err)
+			c := &idleConn{Conn: raw, idle: time.Minute}
+			f, err := os.Open(path)
+			assert.NilError(t, err)
+			defer f.Close()
+			r := tc.reader(f)
+			n, err := c.ReadFrom(r)
+			assert.NilError(t, err)
+			assert.Equal(t, n, tc.want)
+			if lr, ok := r.(*io.LimitedReader); ok {
+				assert.Equal(t, lr.N, int64(0))
+			}
+			assert.NilError(t, c.Close())
+			assert.Assert(t, bytes.Equal(<-got, data[:tc.want]))
+		})
+	}
+
+	t.Run("peer stops reading", func(t *testing.T) {
+		big := filepath.Join(t.TempDir(), "big")
+		assert.NilError(t, os.WriteFile(big, nil, 0o644))
+		assert.NilError(t, os.Truncate(big, 256<<20)) // sparse; more than any socket buffer
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		assert.NilError(t, err)
+		t.Cleanup(func() { ln.Close() })
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			c, _ := ln.Accept()
+			accepted <- c // never read
+		}()
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		assert.NilError(t, err)
+		t.Cleanup(func() { raw.Close() })
+		t.Cleanup(func() {
+			if c := <-accepted; c != nil {
+				c.Close()
+			}
+		})
+		c := &idleConn{Conn: raw, idle: 200 * time.Millisecond}
+		f, err := os.Open(big)
+		assert.NilError(t, err)
+		defer f.Close()
+		start := time.Now()
+		_, err = c.ReadFrom(f)
+		assert.Assert(t, errors.Is(err, os.ErrDeadlineExceeded), "%v", err)
+		assert.Assert(t, time.Since(start) < 30*time.Second)
+	})
 }

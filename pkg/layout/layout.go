@@ -234,10 +234,21 @@ func TagOf(s string) string {
 }
 
 // Write makes dir an OCI image layout described by idx: it writes oci-layout
-// and then index.json, each to a temp file in dir that is synced and renamed
-// into place, so a reader sees the old file or the new one, never half of
-// one. Blobs already under dir/blobs are kept; dir is created if missing.
+// and then index.json, each to a temp file in dir renamed into place, so a
+// reader sees the old file or the new one, never half of one. Blobs already
+// under dir/blobs are kept; dir is created if missing. Nothing is fsynced
+// (atomicfile.Replace): use WriteDurable for a layout that must survive a
+// crash of the machine.
 func Write(dir string, idx v1.ImageIndex) error {
+	return write(dir, idx, atomicfile.ReplaceFile)
+}
+
+// WriteDurable is Write, with each file and dir fsynced.
+func WriteDurable(dir string, idx v1.ImageIndex) error {
+	return write(dir, idx, atomicfile.WriteFile)
+}
+
+func write(dir string, idx v1.ImageIndex, writeFile func(string, []byte, os.FileMode) error) error {
 	raw, err := idx.RawManifest()
 	if err != nil {
 		return fmt.Errorf("-oci-layout %s: index: %w", dir, err)
@@ -245,10 +256,10 @@ func Write(dir string, idx v1.ImageIndex) error {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o755); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "oci-layout"), []byte(layoutFile), 0o644); err != nil {
+	if err := writeFile(filepath.Join(dir, "oci-layout"), []byte(layoutFile), 0o644); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "index.json"), raw, 0o644); err != nil {
+	if err := writeFile(filepath.Join(dir, "index.json"), raw, 0o644); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
 	}
 	return nil

@@ -80,7 +80,7 @@ func TestSymlinkedOutputsNotWrittenThrough(t *testing.T) {
 		assert.NilError(t, os.WriteFile(target, []byte(outsideContent), 0o644))
 		p := filepath.Join(t.TempDir(), "termination-log")
 		assert.NilError(t, os.Symlink(target, p))
-		err := writeMessage(p, []byte(`{"image":{}}`), slog.New(slog.DiscardHandler))
+		err := writeMessage(p, []byte(`{"image":{}}`), false, slog.New(slog.DiscardHandler))
 		assert.Check(t, errors.Is(err, syscall.ELOOP), "got %v", err)
 		b, rerr := os.ReadFile(target)
 		assert.NilError(t, rerr)

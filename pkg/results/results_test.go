@@ -546,23 +546,28 @@ func TestWriteMessageInPlace(t *testing.T) {
 		{"read-only directory", &fs.PathError{Op: "open", Path: "termination-log.tmp", Err: syscall.EROFS}, ""},
 		{"disk full", &fs.PathError{Op: "write", Path: "termination-log.tmp", Err: syscall.ENOSPC}, "no space left"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			orig := replaceFile
-			replaceFile = func(string, []byte, fs.FileMode) error { return tc.err }
-			t.Cleanup(func() { replaceFile = orig })
-			path := filepath.Join(t.TempDir(), "termination-log")
-			assert.NilError(t, os.WriteFile(path, []byte("old content, longer than the new"), 0o644))
-			err := writeMessage(path, []byte(`{"image":{}}`), slog.New(slog.DiscardHandler))
-			b, rerr := os.ReadFile(path)
-			assert.NilError(t, rerr)
-			if tc.wantErr != "" {
-				assert.ErrorContains(t, err, tc.wantErr)
-				assert.Equal(t, string(b), "old content, longer than the new")
-				return
-			}
-			assert.NilError(t, err)
-			assert.Equal(t, string(b), `{"image":{}}`)
-		})
+		for _, fsync := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, fsync %v", tc.name, fsync), func(t *testing.T) {
+				origReplace, origSynced := replaceFile, syncedFile
+				t.Cleanup(func() { replaceFile, syncedFile = origReplace, origSynced })
+				var used string
+				replaceFile = func(string, []byte, fs.FileMode) error { used = "replace"; return tc.err }
+				syncedFile = func(string, []byte, fs.FileMode) error { used = "synced"; return tc.err }
+				path := filepath.Join(t.TempDir(), "termination-log")
+				assert.NilError(t, os.WriteFile(path, []byte("old content, longer than the new"), 0o644))
+				err := writeMessage(path, []byte(`{"image":{}}`), fsync, slog.New(slog.DiscardHandler))
+				assert.Equal(t, used, map[bool]string{false: "replace", true: "synced"}[fsync])
+				b, rerr := os.ReadFile(path)
+				assert.NilError(t, rerr)
+				if tc.wantErr != "" {
+					assert.ErrorContains(t, err, tc.wantErr)
+					assert.Equal(t, string(b), "old content, longer than the new")
+					return
+				}
+				assert.NilError(t, err)
+				assert.Equal(t, string(b), `{"image":{}}`)
+			})
+		}
 	}
 }
 
@@ -578,10 +583,15 @@ func BenchmarkRun(b *testing.B) {
 		Offline:    true,
 	}
 	assert.NilError(b, os.Mkdir(o.ResultsDir, 0o755))
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := Run(context.Background(), o); err != nil {
-			b.Fatal(err)
-		}
+	for _, fsync := range []bool{false, true} {
+		b.Run(fmt.Sprintf("fsync=%v", fsync), func(b *testing.B) {
+			o.Fsync = fsync
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := Run(context.Background(), o); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -5,8 +5,10 @@
 // image layout (via package layout).
 //
 // Every input is checked and every value computed before anything is
-// written; each file is written to a temp file in its own directory, synced
-// and renamed into place.
+// written; each file is written to a temp file in its own directory and
+// renamed into place, so no reader ever sees half of one. Nothing is
+// fsynced unless Options.Fsync: Tekton reads the results from an emptyDir
+// once the container has exited, on the same machine (docs/results.md).
 package results
 
 import (
@@ -49,6 +51,10 @@ type Options struct {
 	TerminationMessage string
 	// Offline forbids registry requests.
 	Offline bool
+	// Fsync makes every file written durable (fsync of the file and its
+	// directory) before Run returns, for a layout on a volume that must
+	// survive a crash of the node; off, files are only replaced atomically.
+	Fsync bool
 	// InsecureRegistries are hosts to reach over plain HTTP or unverified
 	// TLS.
 	InsecureRegistries []string
@@ -120,21 +126,25 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 
 	// Then write: the layout, the termination message, the results last, so
 	// that results present means everything before them was written.
+	writeFile, writeLayout := atomicfile.ReplaceFile, layout.Write
+	if o.Fsync {
+		writeFile, writeLayout = atomicfile.WriteFile, layout.WriteDurable
+	}
 	if idx != nil {
-		if err := layout.Write(o.OCILayout, idx); err != nil {
+		if err := writeLayout(o.OCILayout, idx); err != nil {
 			return err
 		}
 		log.Info("wrote OCI layout", "dir", o.OCILayout, "tags", len(r.Image.Tags))
 	}
 	if msg != nil {
-		if err := writeMessage(o.TerminationMessage, msg, log); err != nil {
+		if err := writeMessage(o.TerminationMessage, msg, o.Fsync, log); err != nil {
 			return fmt.Errorf("-termination-message %s: %w", o.TerminationMessage, err)
 		}
 		log.Info("wrote termination message", "path", o.TerminationMessage, "bytes", len(msg))
 	}
 	for _, x := range res {
 		p := filepath.Join(o.ResultsDir, x.Name)
-		if err := atomicfile.WriteFile(p, []byte(x.Value), 0o644); err != nil {
+		if err := writeFile(p, []byte(x.Value), 0o644); err != nil {
 			return fmt.Errorf("-results-dir %s: %w", o.ResultsDir, err)
 		}
 		log.Info("wrote result", "name", x.Name, "value", x.Value)
@@ -268,16 +278,21 @@ func checkDir(dir, what string) error {
 	return nil
 }
 
-// replaceFile is writeFile; tests swap it to fail the way a bind mount does.
-var replaceFile = atomicfile.WriteFile
+// replaceFile and syncedFile write the termination message; tests swap
+// them to fail the way a bind mount does.
+var replaceFile, syncedFile = atomicfile.ReplaceFile, atomicfile.WriteFile
 
 // writeMessage writes the termination message atomically where it can.
 // Kubernetes bind-mounts the termination message file into the container,
 // and renaming onto a mount point fails (EBUSY), as does making a temp file
 // beside it in a read-only /dev; then the file is rewritten in place, which
 // is safe because the kubelet reads it only after the container exits.
-func writeMessage(path string, data []byte, log *slog.Logger) error {
-	err := replaceFile(path, data, 0o644)
+func writeMessage(path string, data []byte, fsync bool, log *slog.Logger) error {
+	write := replaceFile
+	if fsync {
+		write = syncedFile
+	}
+	err := write(path, data, 0o644)
 	if err == nil {
 		return nil
 	}
@@ -296,9 +311,11 @@ func writeMessage(path string, data []byte, log *slog.Logger) error {
 		f.Close()
 		return werr
 	}
-	if serr := f.Sync(); serr != nil {
-		f.Close()
-		return serr
+	if fsync {
+		if serr := f.Sync(); serr != nil {
+			f.Close()
+			return serr
+		}
 	}
 	return f.Close()
 }

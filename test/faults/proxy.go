@@ -22,6 +22,9 @@ type Rule struct {
 	Method string
 	// Path matches when the URL path contains it; empty matches any.
 	Path string
+	// Query matches when the raw URL query contains it; empty matches any
+	// (e.g. "mount=sha256:..." picks one blob's upload).
+	Query string
 	// Status is the HTTP status sent back; 0 forwards the request (after
 	// Before).
 	Status int
@@ -58,7 +61,8 @@ func (r *Rule) code() string {
 }
 
 func (r *Rule) matches(req *http.Request) bool {
-	return (r.Method == "" || r.Method == req.Method) && strings.Contains(req.URL.Path, r.Path)
+	return (r.Method == "" || r.Method == req.Method) && strings.Contains(req.URL.Path, r.Path) &&
+		strings.Contains(req.URL.RawQuery, r.Query)
 }
 
 // Request is one request the proxy saw, and what it answered.

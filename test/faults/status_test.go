@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,11 +164,17 @@ func TestTransientStatusRetried(t *testing.T) {
 		rule Rule
 	}{
 		{name: "503x3 from the first request (the ping)", rule: Rule{Status: 503, Times: 3}},
-		{name: "503x3 on one blob's existence check", rule: Rule{Method: http.MethodHead, Path: "/blobs/" + layer.String(), Status: 503, Times: 3}},
+		// export-step checks that a blob exists and starts its upload in
+		// one request: a POST offering it for mounting (upload.go).
+		{name: "503x3 on one blob's existence check and upload start", rule: Rule{Method: http.MethodPost, Path: "/blobs/uploads/", Query: "mount=" + url.QueryEscape(layer.String()), Status: 503, Times: 3}},
 		{name: "503x3 on starting a blob upload", rule: Rule{Method: http.MethodPost, Path: "/blobs/uploads/", Status: 503, Times: 3}},
+		// The monolithic PUT that sends one blob whole and finishes its upload.
+		{name: "503x3 on one blob's upload", rule: Rule{Method: http.MethodPut, Path: "/blobs/uploads/", Query: "digest=" + url.QueryEscape(layer.String()), Status: 503, Times: 3}},
 		{name: "503x3 on finishing a blob upload", rule: Rule{Method: http.MethodPut, Path: "/blobs/uploads/", Status: 503, Times: 3}},
 		{name: "503x3 on the manifest PUT", rule: Rule{Method: http.MethodPut, Path: "/manifests/", Status: 503, Times: 3}},
-		{name: "502x3 on the verifying HEAD", rule: Rule{Method: http.MethodHead, Path: "/manifests/", Status: 502, Times: 3}},
+		// The HEAD of the tag before the push (does it name the image
+		// already?); the manifest PUT's digest is the verification.
+		{name: "502x3 on the manifest HEAD", rule: Rule{Method: http.MethodHead, Path: "/manifests/", Status: 502, Times: 3}},
 		{name: "429x2 on the manifest PUT", rule: Rule{Method: http.MethodPut, Path: "/manifests/", Status: 429, Times: 2}},
 	}
 	for i, tc := range tests {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/exportreport/exportreport/test/distribution"
 )
 
@@ -29,14 +31,22 @@ var built struct {
 	err     error           // the build failed
 }
 
+// TestMain runs the tests, then fails them if a goroutine is left over.
 func TestMain(m *testing.M) {
-	code, err := buildAndRun(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
+	goleak.VerifyTestMain(runFunc(func() int {
+		code, err := buildAndRun(m)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "integration:", err)
+			return 1
+		}
+		return code
+	}))
 }
+
+// runFunc is a goleak.TestingM: the tests with their setup around them.
+type runFunc func() int
+
+func (f runFunc) Run() int { return f() }
 
 func buildAndRun(m *testing.M) (int, error) {
 	dir, err := os.MkdirTemp("", "exportreport-integration-bin-")
