@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,8 +24,13 @@ var ErrBadInput = errors.New("bad input")
 // ErrBadInput) holds, but the message is only the formatted text.
 type inputError struct{ err error }
 
-func (e *inputError) Error() string   { return e.err.Error() }
+// Error is the text on one line: a line break in what it quotes (a
+// go-containerregistry error repeats a reference as it was written, which
+// may hold one) is escaped.
+func (e *inputError) Error() string   { return oneLine.Replace(e.err.Error()) }
 func (e *inputError) Unwrap() []error { return []error{e.err, ErrBadInput} }
+
+var oneLine = strings.NewReplacer("\r\n", `\r\n`, "\n", `\n`, "\r", `\r`, "\u2028", `\u2028`, "\u2029", `\u2029`)
 
 // inputErrorf formats an error that wraps ErrBadInput (and any %w operand)
 // without adding "bad input" to its text.

@@ -256,10 +256,15 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 	}
 	switch art.(type) {
 	case v1.Image, v1.ImageIndex:
-		return art, nil
 	default:
 		return nil, inputErrorf("source yields %T, neither an image nor an index", art)
 	}
+	if !p.opts.Daemon {
+		if err := checkManifestSizes(art, "destination IMAGE "+p.tags[0].Name()); err != nil {
+			return nil, err
+		}
+	}
+	return art, nil
 }
 
 // newPlan validates opts. Every error wraps ErrBadInput and names the flag.
@@ -380,6 +385,14 @@ func checkReportPath(path string) error {
 func parseTag(s string, insecure hostSet) (name.Tag, error) {
 	if strings.Contains(s, "@") {
 		return name.Tag{}, errors.New("must be a tag, not a digest reference")
+	}
+	// go-containerregistry lets any byte through in a registry name; a
+	// registry is reached by an ASCII host name (punycode, xn--..., for an
+	// internationalised one), and the report must hold valid UTF-8.
+	for _, r := range []byte(s) {
+		if r <= ' ' || r >= 0x7f {
+			return name.Tag{}, errors.New("must be printable ASCII without spaces (write an internationalised host name in punycode, xn--...)")
+		}
 	}
 	t, err := name.NewTag(s)
 	if err != nil {

@@ -132,6 +132,10 @@ func (dl *dirLayer) walk(abs, rel string) error {
 
 func fileType(m fs.FileMode) string {
 	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m.IsDir():
+		return "directory"
 	case m&fs.ModeSocket != 0:
 		return "socket"
 	case m&fs.ModeNamedPipe != 0:

@@ -28,7 +28,15 @@ const (
 )
 
 // checkOCILayoutDir accepts a missing directory (it will be created), an
-// empty one, or an OCI image layout.
+// empty one, or an OCI image layout whose files stay inside it. dir itself
+// may be a symlink, or lie under one: it is followed like any path. Inside,
+// oci-layout, index.json, blobs/, blobs/<algorithm>/ and every blob must be
+// real files and directories, not symlinks: go-containerregistry writes
+// blobs with os.Create, which would follow a (dangling) symlink out of the
+// layout, and an index.json that is a symlink would be read from elsewhere.
+// index.json is read bounded and parsed strictly (digests that name files
+// directly under blobs/), so that a layout the export could not append to
+// is refused before anything is pushed.
 func checkOCILayoutDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -47,8 +55,22 @@ func checkOCILayoutDir(dir string) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
+	if fi, err := os.Lstat(filepath.Join(dir, "oci-layout")); err != nil || !fi.Mode().IsRegular() {
+		if err == nil {
+			return fmt.Errorf("%s: oci-layout is not a regular file (%s)", dir, fileType(fi.Mode()))
+		}
 		return fmt.Errorf("%s: neither empty nor an OCI image layout (no oci-layout file)", dir)
+	}
+	indexPath := filepath.Join(dir, "index.json")
+	raw, err := readMetadata(indexPath) // refuses a symlink
+	if err != nil {
+		return fmt.Errorf("%s: unreadable OCI image layout: %v", dir, err)
+	}
+	if _, err := parseIndex(indexPath, raw); err != nil {
+		return err
+	}
+	if err := checkLayoutTree(dir, true); err != nil {
+		return err
 	}
 	if _, err := layout.ImageIndexFromPath(dir); err != nil {
 		return fmt.Errorf("%s: unreadable OCI image layout: %v", dir, err)

@@ -309,6 +309,9 @@ func openLayout(src Source) (Artifact, error) {
 	if err := checkOCILayoutFile(dir); err != nil {
 		return nil, err
 	}
+	if err := checkLayoutTree(dir, false); err != nil {
+		return nil, inputErrorf("%w", err)
+	}
 	indexPath := filepath.Join(dir, "index.json")
 	raw, err := readMetadata(indexPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -322,10 +325,11 @@ func openLayout(src Source) (Artifact, error) {
 		return nil, err
 	}
 	lp := layout.Path(dir)
-	idx, err := lp.ImageIndex()
+	root, err := lp.ImageIndex()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", indexPath, err)
 	}
+	var idx v1.ImageIndex = cachedLayoutIndex{index: root, path: lp}
 	check := layoutBlobCheck(lp)
 
 	var desc *v1.Descriptor
@@ -358,6 +362,9 @@ func openLayout(src Source) (Artifact, error) {
 			}
 			return idx, nil
 		}
+	}
+	if err := check(*desc, maxMetadataBytes); err != nil {
+		return nil, fmt.Errorf("%s: manifest %s: %w", indexPath, desc.Digest, err)
 	}
 	a, err := childArtifact(idx, *desc)
 	if err != nil {
@@ -549,12 +556,17 @@ func childArtifact(idx v1.ImageIndex, d v1.Descriptor) (Artifact, error) {
 	return nil, inputErrorf("manifest %s has media type %q, not an image or an index", d.Digest, d.MediaType)
 }
 
-// blobCheck checks that a blob a manifest refers to is present (nil: trust
-// the source, e.g. a registry).
-type blobCheck func(v1.Descriptor) error
+// blobCheck checks that a blob a manifest refers to is present and, when
+// maxSize > 0, at most maxSize bytes (nil: trust the source, e.g. a
+// registry).
+type blobCheck func(d v1.Descriptor, maxSize int64) error
 
+// layoutBlobCheck checks blobs of the layout at lp: the digest names a file
+// directly under blobs/<algorithm>/, which is a regular file (not a
+// symlink, which could lead anywhere) of the descriptor's size. The blobs
+// directories themselves are checked by checkLayoutTree.
 func layoutBlobCheck(lp layout.Path) blobCheck {
-	return func(d v1.Descriptor) error {
+	return func(d v1.Descriptor, maxSize int64) error {
 		if err := checkBlobDigest(d.Digest); err != nil {
 			return inputErrorf("%w", err)
 		}
@@ -567,13 +579,59 @@ func layoutBlobCheck(lp layout.Path) blobCheck {
 			return inputErrorf("blob %s: %w", d.Digest, err)
 		}
 		if !fi.Mode().IsRegular() {
-			return inputErrorf("blob %s: %s is not a regular file", d.Digest, p)
+			return inputErrorf("blob %s: %s is not a regular file (%s)", d.Digest, p, fileType(fi.Mode()))
 		}
 		if d.Size > 0 && fi.Size() != d.Size {
 			return inputErrorf("blob %s: %s is %d bytes, its descriptor says %d", d.Digest, p, fi.Size(), d.Size)
 		}
+		if maxSize > 0 && fi.Size() > maxSize {
+			return inputErrorf("blob %s: %s is %d bytes, more than the %d allowed for a manifest or config", d.Digest, p, fi.Size(), maxSize)
+		}
 		return nil
 	}
+}
+
+// checkLayoutTree makes sure that what an OCI layout at dir holds stays in
+// dir: blobs/ and blobs/<algorithm>/ are real directories, not symlinks
+// (the layout directory itself may be one: it is followed like any path).
+// With blobFiles, every entry of blobs/<algorithm>/ must also be a regular
+// file: a destination layout is written through go-containerregistry, which
+// would create a blob through a dangling symlink.
+func checkLayoutTree(dir string, blobFiles bool) error {
+	blobs := filepath.Join(dir, "blobs")
+	fi, err := os.Lstat(blobs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory (%s); an OCI layout's blobs must stay inside it", blobs, fileType(fi.Mode()))
+	}
+	algs, err := os.ReadDir(blobs)
+	if err != nil {
+		return err
+	}
+	for _, a := range algs {
+		p := filepath.Join(blobs, a.Name())
+		if !a.IsDir() {
+			return fmt.Errorf("%s is not a directory (%s); an OCI layout's blobs must stay inside it", p, fileType(a.Type()))
+		}
+		if !blobFiles {
+			continue
+		}
+		files, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			if !f.Type().IsRegular() {
+				return fmt.Errorf("%s is not a regular file (%s); an OCI layout's blobs must stay inside it", filepath.Join(p, f.Name()), fileType(f.Type()))
+			}
+		}
+	}
+	return nil
 }
 
 // maxIndexDepth bounds nested indexes.
@@ -582,6 +640,12 @@ const maxIndexDepth = 8
 // validateArtifact checks what is cheap: the manifest matches its
 // descriptor and parses, the config is readable, blobs are present.
 func validateArtifact(a Artifact, d v1.Descriptor, check blobCheck, depth int) error {
+	if check != nil {
+		// Before go-containerregistry reads it whole.
+		if err := check(d, maxMetadataBytes); err != nil {
+			return fmt.Errorf("manifest %s: %w", d.Digest, err)
+		}
+	}
 	raw, err := a.RawManifest()
 	if err != nil {
 		return inputErrorf("manifest %s: %w", d.Digest, err)
@@ -613,7 +677,7 @@ func validateImage(img v1.Image, d v1.Descriptor, check blobCheck) error {
 		return inputErrorf("manifest %s: %w", d.Digest, err)
 	}
 	if check != nil {
-		if err := check(m.Config); err != nil {
+		if err := check(m.Config, maxMetadataBytes); err != nil {
 			return fmt.Errorf("manifest %s: config: %w", d.Digest, err)
 		}
 	}
@@ -634,7 +698,7 @@ func validateImage(img v1.Image, d v1.Descriptor, check blobCheck) error {
 			if !l.MediaType.IsDistributable() || len(l.URLs) > 0 {
 				continue // foreign layers live elsewhere
 			}
-			if err := check(l); err != nil {
+			if err := check(l, 0); err != nil {
 				return fmt.Errorf("manifest %s: layer %d: %w", d.Digest, i, err)
 			}
 		}
@@ -653,11 +717,17 @@ func validateIndex(idx v1.ImageIndex, check blobCheck, depth int) error {
 	for _, d := range im.Manifests {
 		if !d.MediaType.IsImage() && !d.MediaType.IsIndex() {
 			if check != nil {
-				if err := check(d); err != nil {
+				if err := check(d, 0); err != nil {
 					return err
 				}
 			}
 			continue // an artifact: copied as it is
+		}
+		if check != nil {
+			// A nested index is read whole as soon as it is opened.
+			if err := check(d, maxMetadataBytes); err != nil {
+				return fmt.Errorf("manifest %s: %w", d.Digest, err)
+			}
 		}
 		child, err := childArtifact(idx, d)
 		if err != nil {

@@ -339,7 +339,7 @@ func TestOpenLayoutErrors(t *testing.T) {
 			d := good(t)
 			assert.NilError(t, os.Remove(blob(d, srcDigest(t, a))))
 			return d, ""
-		}, "no such file"},
+		}, "blob " + srcDigest(t, a).String() + " is missing"},
 		{"corrupted manifest blob", func(t *testing.T) (string, string) {
 			d := good(t)
 			raw, err := a.RawManifest()

@@ -258,6 +258,9 @@ func TestValidate(t *testing.T) {
 		{"no tags", Image{Digest: testDigest}, "report: [image] tags: empty"},
 		{"empty tag", Image{Tags: []string{testTag, ""}, Digest: testDigest}, "report: [image] tags[1]: empty string"},
 		{"bad tag", Image{Tags: []string{"a b"}, Digest: testDigest}, `report: [image] tags[0]: "a b": not a valid image reference`},
+		// go-containerregistry accepts it; TOML cannot hold it (found by
+		// export's FuzzDestinationReference).
+		{"tag not UTF-8", Image{Tags: []string{"\xe1./0"}, Digest: testDigest}, `report: [image] tags[0]: "\xe1./0": not valid UTF-8`},
 		{"bad digest", Image{Tags: []string{testTag}, Digest: "sha256:1"}, `report: [image] digest "sha256:1": want sha256:<64 lowercase hex digits>`},
 		{"bad image ID", Image{Tags: []string{testTag}, ImageID: "x"}, `report: [image] image_id "x": want`},
 		{"neither", Image{Tags: []string{testTag}}, "report: [image] has neither digest nor image_id"},

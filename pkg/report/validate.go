@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -63,6 +64,12 @@ func validate(r *Report, names keyNames) error {
 func checkTag(tag string) error {
 	if tag == "" {
 		return errors.New("empty string, want an image reference")
+	}
+	// go-containerregistry lets any byte through in a registry name; TOML
+	// cannot hold invalid UTF-8, so such a report could be written but not
+	// read back.
+	if !utf8.ValidString(tag) {
+		return fmt.Errorf("%q: not valid UTF-8", tag)
 	}
 	ref, err := name.ParseReference(tag)
 	if err == nil {

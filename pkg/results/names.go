@@ -20,9 +20,14 @@ type badInput struct{ msg string }
 func (e *badInput) Error() string        { return e.msg }
 func (e *badInput) Is(target error) bool { return target == ErrBadInput }
 
+// badInputf formats a one-line error: a line break in what it quotes (a
+// go-containerregistry error repeats the reference as it was written, which
+// may hold one) is escaped, so the message stays one line.
 func badInputf(format string, args ...any) error {
-	return &badInput{msg: fmt.Sprintf(format, args...)}
+	return &badInput{msg: oneLine.Replace(fmt.Sprintf(format, args...))}
 }
+
+var oneLine = strings.NewReplacer("\r\n", `\r\n`, "\n", `\n`, "\r", `\r`, "\u2028", `\u2028`, "\u2029", `\u2029`)
 
 // Kind is a result this package can compute; a result's name is its Kind,
 // optionally prefixed.

@@ -301,7 +301,9 @@ func writeMessage(path string, data []byte, fsync bool, log *slog.Logger) error 
 		return err
 	}
 	log.Debug("termination message: atomic replace impossible, writing in place", "path", path, "reason", err)
-	f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	// O_NOFOLLOW: a termination message path that is a symlink is never
+	// written through (the bind-mounted file is a real file).
+	f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|openNoFollow, 0)
 	if ferr != nil {
 		return errors.Join(err, ferr)
 	}

@@ -39,6 +39,19 @@ func TestExportStepBadInput(t *testing.T) {
 	notImageFile := filepath.Join(inputs, "notes.txt")
 	assert.NilError(t, os.WriteFile(notImageFile, []byte("not a tarball\n"), 0o644))
 	tag := reg.Host() + "/bad/input:latest"
+	// Hostile paths (docs/reliability.md, "Bad and hostile input").
+	outside := filepath.Join(inputs, "outside")
+	assert.NilError(t, os.Mkdir(outside, 0o755))
+	symlinkedBlobs := writeLayout(t, newImage(t, "symlinked-blobs", amd64))
+	assert.NilError(t, os.Rename(filepath.Join(symlinkedBlobs, "blobs"), filepath.Join(outside, "blobs")))
+	assert.NilError(t, os.Symlink(filepath.Join(outside, "blobs"), filepath.Join(symlinkedBlobs, "blobs")))
+	destWithLink := filepath.Join(inputs, "dest-layout")
+	assert.NilError(t, os.Mkdir(destWithLink, 0o755))
+	assert.NilError(t, os.WriteFile(filepath.Join(destWithLink, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644))
+	assert.NilError(t, os.WriteFile(filepath.Join(destWithLink, "index.json"), []byte(`{"schemaVersion":2,"manifests":[]}`), 0o644))
+	assert.NilError(t, os.Symlink(outside, filepath.Join(destWithLink, "blobs")))
+	escapingArchive := filepath.Join(inputs, "escaping.tar")
+	assert.NilError(t, os.WriteFile(escapingArchive, tarFile(t, "manifest.json", `[{"Config":"../../etc/passwd","Layers":[]}]`), 0o644))
 
 	tests := []struct {
 		name string
@@ -57,6 +70,9 @@ func TestExportStepBadInput(t *testing.T) {
 		{name: "invalid second tag", args: []string{"-source", "oci:" + good, tag, reg.Host() + "/bad/input:not a tag"}, want: "not a tag"},
 		{name: "unknown report schema", args: []string{"-report-schema", "yaml", "-source", "oci:" + good, tag}, want: "report-schema"},
 		{name: "no destination", args: []string{"-source", "oci:" + good}},
+		{name: "source layout with blobs/ a symlink outside", args: []string{"-source", "oci:" + symlinkedBlobs, tag}, want: filepath.Join(symlinkedBlobs, "blobs") + " is not a directory (symlink)"},
+		{name: "-oci-layout with blobs/ a symlink outside", args: []string{"-source", "oci:" + good, "-oci-layout", destWithLink, tag}, want: "-oci-layout " + filepath.Join(destWithLink, "blobs") + " is not a directory (symlink)"},
+		{name: "docker-archive naming ../../etc/passwd", args: []string{"-source", "docker-archive:" + escapingArchive, tag}, want: `names "../../etc/passwd", outside the archive`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,6 +84,9 @@ func TestExportStepBadInput(t *testing.T) {
 		})
 	}
 	assert.Check(t, is.Len(reg.Catalog(t), 0), "something was pushed")
+	entries, err := os.ReadDir(outside)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(entries, 1), "written outside: %v", entries) // the moved blobs/ only
 }
 
 // Bad input to report2results: exit 2, one stderr line naming the file or
@@ -86,6 +105,9 @@ func TestReport2ResultsBadInput(t *testing.T) {
 	daemonReport := write("daemon.toml", "[image]\ntags = [\"registry.example.com/team/app:latest\"]\nimage_id = \""+digest+"\"\n")
 	notTOML := write("not.toml", "[image\ntags = \n")
 	missing := filepath.Join(inputs, "missing.toml")
+	huge := filepath.Join(inputs, "huge.toml") // 100 MiB, sparse
+	assert.NilError(t, os.WriteFile(huge, nil, 0o644))
+	assert.NilError(t, os.Truncate(huge, 100<<20))
 
 	tests := []struct {
 		name string
@@ -94,6 +116,7 @@ func TestReport2ResultsBadInput(t *testing.T) {
 	}{
 		{name: "missing report", args: []string{"-report", missing}, want: missing},
 		{name: "not TOML", args: []string{"-report", notTOML}, want: notTOML},
+		{name: "100 MiB report", args: []string{"-report", huge}, want: huge + ": larger than the 4 MiB (4194304 bytes) limit"},
 		{name: "digest of a daemon report", args: []string{"-report", daemonReport, "-results", "IMAGE_DIGEST"}, want: "IMAGE_DIGEST"},
 		{name: "unknown result", args: []string{"-report", registryReport, "-results", "IMAGE_DIGEST,NO_SUCH_RESULT"}, want: "NO_SUCH_RESULT"},
 		{name: "unknown flag", args: []string{"-report", registryReport, "-no-such-flag"}, want: "no-such-flag"},
