@@ -1,0 +1,225 @@
+//go:build e2e
+
+// Package e2e runs the Catalog Tasks, the StepAction and a Pipeline of this
+// repository as Tekton runs them (podrun: Tekton's controller code builds
+// the Pod, Docker runs it, Tekton's code reads the status back), with the
+// step images built by ko from this repository, against the real
+// Distribution registry. See README.md.
+package e2e
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/test/distribution"
+	"github.com/exportreport/exportreport/test/e2e/podrun"
+)
+
+// TestTasks builds the images once and runs every case against them.
+func TestTasks(t *testing.T) {
+	start := time.Now()
+	e := newEnv(t)
+	t.Logf("environment ready in %s", time.Since(start).Round(time.Second))
+
+	t.Run("export-image to a plain registry", func(t *testing.T) { testExportPlain(t, e) })
+	t.Run("unreachable registry fails the TaskRun", func(t *testing.T) { testUnreachable(t, e) })
+	t.Run("export-image to TLS and htpasswd", func(t *testing.T) { testExportAuth(t, e) })
+}
+
+func strParam(name, value string) v1.Param {
+	return v1.Param{Name: name, Value: *v1.NewStructuredValues(value)}
+}
+
+func arrayParam(name string, values ...string) v1.Param {
+	return v1.Param{Name: name, Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: append([]string{}, values...)}}
+}
+
+func claim(workspace, claimName string) v1.WorkspaceBinding {
+	return v1.WorkspaceBinding{Name: workspace, PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claimName}}
+}
+
+func taskRun(name, task string, params v1.Params, ws ...v1.WorkspaceBinding) *v1.TaskRun {
+	return &v1.TaskRun{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: podrun.Namespace},
+		Spec: v1.TaskRunSpec{
+			TaskRef:    &v1.TaskRef{Name: task},
+			Params:     params,
+			Workspaces: ws,
+		},
+	}
+}
+
+// assertSucceeded fails t, with every container's log, unless the TaskRun
+// succeeded.
+func assertSucceeded(t *testing.T, run *podrun.Run) {
+	t.Helper()
+	c := run.Succeeded()
+	assert.Assert(t, c != nil && c.IsTrue(), "TaskRun %s did not succeed: %+v\nlogs:\n%s", run.TaskRun.Name, c, run.AllLogs())
+}
+
+// assertServedDigest checks that the registry serves, for every tag, the
+// manifest whose sha256 is digest (skopeo inspect --raw).
+func assertServedDigest(t *testing.T, tags []string, digest string, skopeoArgs ...string) {
+	t.Helper()
+	for _, tag := range tags {
+		assert.Check(t, is.Equal(skopeoDigest(t, "docker://"+tag, skopeoArgs...), digest), "skopeo inspect --raw docker://%s", tag)
+	}
+}
+
+func imagesResult(tags []string, digest string) string {
+	lines := make([]string, len(tags))
+	for i, tag := range tags {
+		lines[i] = tag + "@" + digest
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Case 1: export-image pushes an OCI layout from the workspace to a plain
+// registry; report-to-results then writes index.json into that layout.
+func testExportPlain(t *testing.T, e *env) {
+	reg := distribution.Start(t)
+	ws := sharedDir(t)
+	writeLayout(t, filepath.Join(ws, "image"))
+	tags := []string{
+		reg.Host() + "/team/app:latest",
+		reg.Host() + "/team/app:1.0",
+		reg.Host() + "/mirror/app:1.0",
+	}
+	r := e.runner(t)
+	r.Claims["source"] = ws
+
+	run := r.Run(ctx(t), t, taskRun("export", "export-image", v1.Params{
+		strParam("IMAGE", tags[0]),
+		arrayParam("EXTRA_TAGS", tags[1:]...),
+		strParam("INSECURE_REGISTRIES", reg.Host()),
+	}, claim("source", "source")))
+	assertSucceeded(t, run)
+	res := run.Results()
+	digest := res["IMAGE_DIGEST"]
+	assert.Assert(t, strings.HasPrefix(digest, "sha256:") && len(digest) == 71, "IMAGE_DIGEST %q", digest)
+	assert.Check(t, is.Equal(res["IMAGE_URL"], tags[0]))
+	assert.Check(t, is.Equal(res["IMAGES"], imagesResult(tags, digest)))
+	assertServedDigest(t, tags, digest, "--tls-verify=false")
+
+	rep, err := report.Read(filepath.Join(ws, "report.toml"))
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(rep.Image.Tags, tags))
+	assert.Check(t, is.Equal(rep.Image.Digest, digest))
+
+	// The next task: report-to-results writes index.json into the source
+	// layout (which holds the blobs), so skopeo reads the image by tag.
+	run = r.Run(ctx(t), t, taskRun("layout", "report-to-results", v1.Params{
+		strParam("LAYOUT_SUBPATH", "image"),
+		strParam("INSECURE_REGISTRIES", reg.Host()),
+	}, claim("source", "source")))
+	assertSucceeded(t, run)
+	assert.Check(t, is.DeepEqual(run.Results(), res))
+	assert.Check(t, is.Equal(skopeoDigest(t, "oci:"+filepath.Join(ws, "image")+":latest"), digest))
+}
+
+// Case 6: a registry nobody listens on: the export step fails with one
+// line saying why, the results step is skipped, the TaskRun fails and has
+// no results, and no report is left in the workspace.
+func testUnreachable(t *testing.T, e *env) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	assert.NilError(t, err)
+	host := l.Addr().String()
+	assert.NilError(t, l.Close()) // nothing listens there now
+
+	ws := sharedDir(t)
+	writeLayout(t, filepath.Join(ws, "image"))
+	r := e.runner(t)
+	r.Claims["source"] = ws
+	run := r.Run(ctx(t), t, taskRun("unreachable", "export-image", v1.Params{
+		strParam("IMAGE", host+"/team/app:latest"),
+		strParam("INSECURE_REGISTRIES", host),
+	}, claim("source", "source")))
+
+	c := run.Succeeded()
+	assert.Assert(t, c != nil && c.IsFalse(), "TaskRun should fail: %+v\nlogs:\n%s", c, run.AllLogs())
+	assert.Check(t, is.Equal(c.Reason, string(v1.TaskRunReasonStepFailed)))
+	assert.Check(t, is.Contains(c.Message, `"step-export" exited with code 1`))
+	assert.Check(t, is.Len(run.TaskRun.Status.Results, 0), "results: %v", run.TaskRun.Status.Results)
+
+	export := run.Step("export")
+	assert.Assert(t, export != nil && export.Terminated != nil, "no terminated state for step export: %+v", export)
+	assert.Check(t, is.Equal(export.Terminated.ExitCode, int32(1)))
+	// What Tekton's entrypoint wrote to /tekton/termination and the
+	// controller kept: no result.
+	assert.Check(t, is.Len(export.Results, 0))
+	msg := run.Pod.Status.ContainerStatuses[0].State.Terminated.Message
+	assert.Check(t, !strings.Contains(msg, "IMAGE_DIGEST"), "termination message %s", msg)
+	results := run.Step("results")
+	assert.Assert(t, results != nil && results.Terminated != nil, "no terminated state for step results: %+v", results)
+	assert.Check(t, is.Equal(results.TerminationReason, "Skipped"), "the results step after a failed step: %+v", results)
+
+	// The reason: export-step's error, one line on stderr naming the
+	// registry and the cause (Tekton's entrypoint puts no step output in
+	// the termination message; the log is where a user reads it).
+	log := run.Logs["step-export"]
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	assert.Check(t, is.Len(lines, 1), "export step log: %q", log)
+	last := lines[len(lines)-1]
+	assert.Check(t, is.Contains(last, "push "+host+"/team/app:latest"), "export step's error: %q", last)
+	assert.Check(t, is.Contains(last, "connection refused"), "export step's error: %q", last)
+	t.Logf("export step's reason: %s", last)
+
+	_, err = os.Stat(filepath.Join(ws, "report.toml"))
+	assert.Check(t, os.IsNotExist(err), "a failed export must leave no report: %v", err)
+}
+
+// Case 2: a TLS registry with htpasswd auth. The credentials come the
+// Tekton way for this Task: a Secret bound to the dockerconfig workspace
+// (config.json), which also carries the CA that SSL_CERT_FILE (podTemplate
+// env, given to every step) names. No credential may appear in any
+// container's log or in the TaskRun's status.
+func testExportAuth(t *testing.T, e *env) {
+	const user, password = "e2e-pusher", "pa55-e2e-Secret!"
+	reg := distribution.Start(t, distribution.WithTLS(), distribution.WithBasicAuth(user, password))
+	ca, err := os.ReadFile(reg.CAFile)
+	assert.NilError(t, err)
+	dockerConfig, err := os.ReadFile(filepath.Join(reg.DockerConfig(t), "config.json"))
+	assert.NilError(t, err)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "registry-dockerconfig", Namespace: podrun.Namespace},
+		Data:       map[string][]byte{"config.json": dockerConfig, "ca.crt": ca},
+	}
+
+	ws := sharedDir(t)
+	writeLayout(t, filepath.Join(ws, "image"))
+	tags := []string{reg.Host() + "/team/secure:latest", reg.Host() + "/team/secure:1.0"}
+	r := e.runner(t, secret)
+	r.Claims["source"] = ws
+	tr := taskRun("auth", "export-image", v1.Params{strParam("IMAGE", tags[0]), arrayParam("EXTRA_TAGS", tags[1:]...)},
+		claim("source", "source"),
+		v1.WorkspaceBinding{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-dockerconfig"}})
+	tr.Spec.PodTemplate = &pod.Template{Env: []corev1.EnvVar{{Name: "SSL_CERT_FILE", Value: "/workspace/dockerconfig/ca.crt"}}}
+
+	run := r.Run(ctx(t), t, tr)
+	assertSucceeded(t, run)
+	res := run.Results()
+	assert.Check(t, is.Equal(res["IMAGE_URL"], tags[0]))
+	assertServedDigest(t, tags, res["IMAGE_DIGEST"], "--cert-dir", reg.CertDir, "--creds", user+":"+password)
+
+	status, err := json.Marshal(run.TaskRun.Status)
+	assert.NilError(t, err)
+	logs := run.AllLogs()
+	assert.Assert(t, strings.Contains(logs, "--- step-export"), "no log of the export step")
+	for _, s := range []string{password, reg.Auth(), "Authorization", "authorization:"} {
+		assert.Check(t, !strings.Contains(logs, s), "a log shows %q:\n%s", s, logs)
+		assert.Check(t, !strings.Contains(string(status), s), "the TaskRun status shows %q", s)
+	}
+}
