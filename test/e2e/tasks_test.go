@@ -13,11 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +39,7 @@ func TestTasks(t *testing.T) {
 	t.Run("export-image to a plain registry", func(t *testing.T) { testExportPlain(t, e) })
 	t.Run("unreachable registry fails the TaskRun", func(t *testing.T) { testUnreachable(t, e) })
 	t.Run("export-image to TLS and htpasswd", func(t *testing.T) { testExportAuth(t, e) })
+	t.Run("non-root with a read-only root filesystem", func(t *testing.T) { testRestricted(t, e) })
 }
 
 func strParam(name, value string) v1.Param {
@@ -222,4 +225,71 @@ func testExportAuth(t *testing.T, e *env) {
 		assert.Check(t, !strings.Contains(logs, s), "a log shows %q:\n%s", s, logs)
 		assert.Check(t, !strings.Contains(string(status), s), "the TaskRun status shows %q", s)
 	}
+}
+
+// task is the spec of the release's Task NAME (images pinned by digest).
+func (e *env) task(t *testing.T, name string) v1.TaskSpec {
+	t.Helper()
+	for _, o := range e.release {
+		if task, ok := o.(*v1.Task); ok && task.Name == name {
+			return *task.Spec.DeepCopy()
+		}
+	}
+	t.Fatalf("no Task %s in the release", name)
+	return v1.TaskSpec{}
+}
+
+// Case 3: every container runs as UID 65532 with a read-only root
+// filesystem: the Pod's securityContext (podTemplate) sets the user, group
+// and fsGroup and runAsNonRoot; the steps get readOnlyRootFilesystem from a
+// stepTemplate (export-image's spec, embedded), and Tekton's own init
+// containers from the feature flags set-security-context and
+// set-security-context-read-only-root-filesystem. The steps write only to
+// the workspace and /tekton/results.
+func testRestricted(t *testing.T, e *env) {
+	reg := distribution.Start(t)
+	ws := sharedDir(t)
+	writeLayout(t, filepath.Join(ws, "image"))
+	tags := []string{reg.Host() + "/team/restricted:latest"}
+
+	r := e.runner(t)
+	r.Claims["source"] = ws
+	flags := config.DefaultFeatureFlags.DeepCopy()
+	flags.SetSecurityContext = true
+	flags.SetSecurityContextReadOnlyRootFilesystem = true
+	r.FeatureFlags = flags
+
+	spec := e.task(t, "export-image")
+	yes, no, uid := true, false, int64(65532)
+	spec.StepTemplate = &v1.StepTemplate{SecurityContext: &corev1.SecurityContext{
+		RunAsUser:                &uid,
+		RunAsNonRoot:             &yes,
+		ReadOnlyRootFilesystem:   &yes,
+		AllowPrivilegeEscalation: &no,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}}
+	tr := taskRun("restricted", "", v1.Params{
+		strParam("IMAGE", tags[0]),
+		strParam("INSECURE_REGISTRIES", reg.Host()),
+	}, claim("source", "source"))
+	tr.Spec.TaskRef = nil
+	tr.Spec.TaskSpec = &spec
+	tr.Spec.PodTemplate = &pod.Template{SecurityContext: &corev1.PodSecurityContext{
+		RunAsUser: &uid, RunAsGroup: &uid, FSGroup: &uid, RunAsNonRoot: &yes,
+	}}
+
+	run := r.Run(ctx(t), t, tr)
+	assertSucceeded(t, run)
+	assertServedDigest(t, tags, run.Results()["IMAGE_DIGEST"], "--tls-verify=false")
+
+	assert.Check(t, is.Len(run.Engine, 3), "containers: %v", run.Engine)
+	for name, c := range run.Engine {
+		assert.Check(t, is.Equal(c.User, "65532:65532"), "%s runs as %q", name, c.User)
+		assert.Check(t, c.ReadonlyRootfs, "%s has a writable root filesystem", name)
+		assert.Check(t, is.DeepEqual(c.GroupAdd, []string{"65532"}), "%s supplementary groups", name)
+	}
+	info, err := os.Stat(filepath.Join(ws, "report.toml"))
+	assert.NilError(t, err)
+	st := info.Sys().(*syscall.Stat_t)
+	assert.Check(t, is.Equal(st.Uid, uint32(65532)), "report.toml owner")
 }

@@ -47,12 +47,28 @@ type kubelet struct {
 	// controller sees the Pod running; it returns the Pod as the API server
 	// then holds it (the controller may have annotated it "ready").
 	running func(context.Context, *corev1.Pod) (*corev1.Pod, error)
+	// engine records how Docker ran each container, by name.
+	engine map[string]EngineContainer
+	mu     sync.Mutex
+}
+
+// EngineContainer is how the Docker engine ran a container (docker
+// inspect), for tests to check what a kubelet would have enforced.
+type EngineContainer struct {
+	ID             string
+	User           string   // Config.User: "UID[:GID]", or "" for the image's
+	GroupAdd       []string // supplementary groups (fsGroup)
+	ReadonlyRootfs bool
+	NetworkMode    string
 }
 
 // runPod runs p and returns its status and each container's log. Docker
 // failures fail t. Every container is removed when t ends.
 func (k *kubelet) runPod(ctx context.Context, t testing.TB, p *corev1.Pod) (corev1.PodStatus, map[string]string) {
 	t.Helper()
+	if k.engine == nil {
+		k.engine = map[string]EngineContainer{}
+	}
 	logs := map[string]string{}
 	status := corev1.PodStatus{Phase: corev1.PodPending, StartTime: now()}
 	vols, err := k.volumes(ctx, t, p)
@@ -60,7 +76,7 @@ func (k *kubelet) runPod(ctx context.Context, t testing.TB, p *corev1.Pod) (core
 		t.Fatalf("podrun: pod %s: %v", p.Name, err)
 	}
 	for _, img := range images(p) {
-		if err := k.pull(ctx, img); err != nil {
+		if err := k.pull(ctx, t, img); err != nil {
 			t.Fatalf("podrun: pod %s: %v", p.Name, err)
 		}
 	}
@@ -148,8 +164,9 @@ func images(p *corev1.Pod) []string {
 	return out
 }
 
-// pull pulls img unless the engine has it (imagePullPolicy IfNotPresent).
-func (k *kubelet) pull(ctx context.Context, img string) error {
+// pull pulls img unless the engine has it (imagePullPolicy IfNotPresent);
+// what it pulled is removed from the engine when t ends.
+func (k *kubelet) pull(ctx context.Context, t testing.TB, img string) error {
 	if _, err := k.docker.ImageInspect(ctx, img); err == nil {
 		return nil
 	}
@@ -160,6 +177,11 @@ func (k *kubelet) pull(ctx context.Context, img string) error {
 	if err := resp.Wait(ctx); err != nil {
 		return fmt.Errorf("pull %s: %w", img, err)
 	}
+	t.Cleanup(func() {
+		// After the containers using it are removed (cleanups run last in,
+		// first out); an image another test still uses stays.
+		_, _ = k.docker.ImageRemove(context.Background(), img, client.ImageRemoveOptions{})
+	})
 	return nil
 }
 
@@ -326,6 +348,22 @@ func (k *kubelet) create(ctx context.Context, t testing.TB, p *corev1.Pod, c cor
 	hc := &container.HostConfig{NetworkMode: "host"}
 
 	user, group, groups, readOnly := securityContext(p, c)
+	if runAsNonRoot(p, c) {
+		u := user
+		if u == "" {
+			img, err := k.docker.ImageInspect(ctx, c.Image)
+			if err != nil {
+				t.Fatalf("podrun: container %s: %v", c.Name, err)
+			}
+			if img.Config != nil {
+				u = img.Config.User
+			}
+		}
+		if u == "" || u == "0" || u == "root" || strings.HasPrefix(u, "0:") || strings.HasPrefix(u, "root:") {
+			// The kubelet refuses to start it (CreateContainerConfigError).
+			t.Fatalf("podrun: container %s has runAsNonRoot and would run as root (user %q)", c.Name, u)
+		}
+	}
 	if user != "" {
 		cfg.User = user
 		if group != "" {
@@ -408,6 +446,17 @@ func securityContext(p *corev1.Pod, c corev1.Container) (user, group string, gro
 		}
 	}
 	return user, group, groups, readOnly
+}
+
+// runAsNonRoot is the container's runAsNonRoot, else the Pod's.
+func runAsNonRoot(p *corev1.Pod, c corev1.Container) bool {
+	if sc := c.SecurityContext; sc != nil && sc.RunAsNonRoot != nil {
+		return *sc.RunAsNonRoot
+	}
+	if psc := p.Spec.SecurityContext; psc != nil && psc.RunAsNonRoot != nil {
+		return *psc.RunAsNonRoot
+	}
+	return false
 }
 
 // env is c's environment as NAME=VALUE, each value expanded against the
@@ -502,6 +551,15 @@ func (k *kubelet) wait(ctx context.Context, t testing.TB, id string, c corev1.Co
 	if err != nil {
 		t.Fatalf("podrun: inspect %s: %v", c.Name, err)
 	}
+	k.mu.Lock()
+	k.engine[c.Name] = EngineContainer{
+		ID:             id,
+		User:           info.Container.Config.User,
+		GroupAdd:       info.Container.HostConfig.GroupAdd,
+		ReadonlyRootfs: info.Container.HostConfig.ReadonlyRootfs,
+		NetworkMode:    string(info.Container.HostConfig.NetworkMode),
+	}
+	k.mu.Unlock()
 	st := info.Container.State
 	term := &corev1.ContainerStateTerminated{
 		ExitCode:    int32(st.ExitCode),

@@ -128,6 +128,8 @@ type Run struct {
 	// Logs holds each container's stdout and stderr, by container name
 	// (init containers included: "prepare", "place-scripts", "step-NAME").
 	Logs map[string]string
+	// Engine is how Docker ran each container, by container name.
+	Engine map[string]EngineContainer
 }
 
 // Succeeded is the TaskRun's Succeeded condition (nil before it has one).
@@ -208,6 +210,7 @@ func (r *Runner) Run(ctx context.Context, t testing.TB, tr *v1.TaskRun) *Run {
 	status, logs := k.runPod(ctx, t, p)
 	p.Status = status
 	run.Logs = logs
+	run.Engine = k.engine
 	t.Logf("podrun: %s ran in %s: phase %s", tr.Name, time.Since(start).Round(time.Millisecond), status.Phase)
 
 	tr.Status.TaskSpec = applied
