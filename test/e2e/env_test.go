@@ -74,7 +74,7 @@ func newEnv(t *testing.T) *env {
 	}
 	crane := stepimage.GoBuild(t, ".", "github.com/google/go-containerregistry/cmd/crane")
 	e.tools = stepimage.Push(t, host+"/tools/crane", append(stepimage.Busybox(t, e.busybox, "/busybox"),
-		stepimage.File{Path: "/ko-app/crane", Source: crane}),
+		stepimage.File{Path: "/ko-app/crane", Source: crane}, stepimage.File{Path: "/tmp", Dir: true, Mode: 0o1777}),
 		stepimage.Config{Entrypoint: []string{"/ko-app/crane"}, Env: []string{"PATH=/ko-app:/busybox"}, User: "65532"})
 	t.Logf("Tekton entrypoint, shell and tool images built and pushed in %s", time.Since(start).Round(time.Second))
 

@@ -12,11 +12,19 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -40,6 +48,8 @@ func TestTasks(t *testing.T) {
 	t.Run("unreachable registry fails the TaskRun", func(t *testing.T) { testUnreachable(t, e) })
 	t.Run("export-image to TLS and htpasswd", func(t *testing.T) { testExportAuth(t, e) })
 	t.Run("non-root with a read-only root filesystem", func(t *testing.T) { testRestricted(t, e) })
+	t.Run("report-to-results on a lifecycle report", func(t *testing.T) { testLifecycleReport(t, e) })
+	t.Run("StepAction in a user's Task", func(t *testing.T) { testStepAction(t, e) })
 }
 
 func strParam(name, value string) v1.Param {
@@ -292,4 +302,97 @@ func testRestricted(t *testing.T, e *env) {
 	assert.NilError(t, err)
 	st := info.Sys().(*syscall.Stat_t)
 	assert.Check(t, is.Equal(st.Uid, uint32(65532)), "report.toml owner")
+}
+
+// pushRandom pushes a random image with OCI media types to every tag and
+// returns its digest and raw manifest.
+func pushRandom(t *testing.T, reg *distribution.Registry, tags ...string) (string, []byte) {
+	t.Helper()
+	img, err := random.Image(1024, 1)
+	assert.NilError(t, err)
+	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
+	for _, tag := range tags {
+		ref, err := name.ParseReference(tag)
+		assert.NilError(t, err)
+		assert.NilError(t, remote.Write(ref, img, reg.RemoteOptions()...))
+	}
+	d, err := img.Digest()
+	assert.NilError(t, err)
+	raw, err := img.RawManifest()
+	assert.NilError(t, err)
+	return d.String(), raw
+}
+
+// Case 4a: report-to-results on a report in the form the Buildpacks
+// lifecycle writes (the fixture pkg/report/testdata/lifecycle/registry.toml:
+// [build] BOM, manifest-size, no media type), pointing at an image really
+// pushed: the results name it, and index.json gets each descriptor's media
+// type and size from one HEAD request.
+func testLifecycleReport(t *testing.T, e *env) {
+	reg := distribution.Start(t)
+	tags := []string{reg.Host() + "/team/app:latest", reg.Host() + "/team/app:1.4.2"}
+	digest, raw := pushRandom(t, reg, tags...)
+
+	fixture, err := os.ReadFile(filepath.Join(e.root, "pkg", "report", "testdata", "lifecycle", "registry.toml"))
+	assert.NilError(t, err)
+	text := strings.ReplaceAll(string(fixture), "registry.example.com/team/app", reg.Host()+"/team/app")
+	text = regexp.MustCompile(`digest = "sha256:[0-9a-f]{64}"`).ReplaceAllString(text, `digest = "`+digest+`"`)
+	text = regexp.MustCompile(`manifest-size = \d+`).ReplaceAllString(text, "manifest-size = "+strconv.Itoa(len(raw)))
+	assert.Assert(t, strings.Contains(text, "[build]") && !strings.Contains(text, "media_type"), "not a lifecycle report:\n%s", text)
+	ws := sharedDir(t)
+	assert.NilError(t, os.WriteFile(filepath.Join(ws, "report.toml"), []byte(text), 0o644))
+
+	r := e.runner(t)
+	r.Claims["source"] = ws
+	run := r.Run(ctx(t), t, taskRun("lifecycle", "report-to-results", v1.Params{
+		strParam("INSECURE_REGISTRIES", reg.Host()),
+	}, claim("source", "source")))
+	assertSucceeded(t, run)
+	res := run.Results()
+	assert.Check(t, is.Equal(res["IMAGE_DIGEST"], digest))
+	assert.Check(t, is.Equal(res["IMAGE_URL"], tags[0]))
+	assert.Check(t, is.Equal(res["IMAGES"], imagesResult(tags, digest)))
+	assertServedDigest(t, tags, digest, "--tls-verify=false")
+
+	idx, err := layout.ImageIndexFromPath(filepath.Join(ws, "layout"))
+	assert.NilError(t, err)
+	m, err := idx.IndexManifest()
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(m.Manifests, len(tags)))
+	for i, d := range m.Manifests {
+		assert.Check(t, is.Equal(d.Digest.String(), digest))
+		assert.Check(t, is.Equal(d.Size, int64(len(raw))))
+		assert.Check(t, is.Equal(d.MediaType, types.OCIManifestSchema1), "media type from the HEAD request")
+		assert.Check(t, is.Equal(d.Annotations["org.opencontainers.image.ref.name"], tags[i][strings.LastIndex(tags[i], ":")+1:]))
+	}
+}
+
+// Case 4b: the StepAction inside a user's own Task, as its Catalog test
+// (tasks/report2results/0.1/tests/run.yaml) has it: a step pushes an image
+// with crane and writes /layers/report.toml, and the step that references
+// the StepAction (resolved by Tekton's code) writes the Task's
+// APP_-prefixed results. Only the crane image and the registry host differ.
+func testStepAction(t *testing.T, e *env) {
+	reg := distribution.Start(t)
+	var tr v1.TaskRun
+	decodeFile(t, e, "tasks/report2results/0.1/tests/run.yaml", &tr)
+	tr.Namespace = podrun.Namespace
+	assert.Assert(t, is.Len(tr.Spec.TaskSpec.Steps, 2))
+	assert.Equal(t, tr.Spec.TaskSpec.Steps[1].Ref.Name, "report2results")
+	export := &tr.Spec.TaskSpec.Steps[0]
+	assert.Equal(t, export.Image, "gcr.io/go-containerregistry/crane:debug")
+	export.Image = e.tools
+	assert.Assert(t, strings.Contains(export.Script, "localhost:5000"))
+	export.Script = strings.ReplaceAll(export.Script, "localhost:5000", reg.Host())
+
+	run := e.runner(t).Run(ctx(t), t, &tr)
+	assertSucceeded(t, run)
+	res := run.Results()
+	tag := reg.Host() + "/report2results-test:latest"
+	digest := skopeoDigest(t, "docker://"+tag, "--tls-verify=false")
+	assert.Check(t, is.Equal(res["APP_IMAGE_DIGEST"], digest))
+	assert.Check(t, is.Equal(res["APP_IMAGE_URL"], tag))
+	assert.Check(t, is.Equal(res["APP_IMAGES"], tag+"@"+digest))
+	// The StepAction's step ran the report2results image of the release.
+	assert.Check(t, is.Contains(run.Pod.Spec.Containers[1].Image, "/exportreport/report2results@sha256:"))
 }

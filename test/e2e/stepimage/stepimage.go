@@ -25,12 +25,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// File is one file of an image: a copy of Source at Path, or a symlink
-// to Link when Link is set.
+// File is one file of an image: a copy of Source at Path, a symlink to
+// Link when Link is set, or a directory with Mode when Dir is set.
 type File struct {
 	Path   string
 	Source string
 	Link   string
+	Dir    bool
+	Mode   int64
 }
 
 // Config is the image's config: entrypoint, env, user.
@@ -111,6 +113,12 @@ func tarFiles(files []File) ([]byte, error) {
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
 	for _, f := range sorted {
 		p := strings.TrimPrefix(f.Path, "/")
+		if f.Dir {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: f.Mode}); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if f.Link != "" {
 			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: p, Linkname: f.Link, Mode: 0o777}); err != nil {
 				return nil, err
