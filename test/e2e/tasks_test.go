@@ -36,6 +36,7 @@ import (
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/test/distribution"
 	"github.com/exportreport/exportreport/test/e2e/podrun"
+	"github.com/exportreport/exportreport/test/e2e/stepimage"
 )
 
 // TestTasks builds the images once and runs every case against them.
@@ -50,6 +51,7 @@ func TestTasks(t *testing.T) {
 	t.Run("non-root with a read-only root filesystem", func(t *testing.T) { testRestricted(t, e) })
 	t.Run("report-to-results on a lifecycle report", func(t *testing.T) { testLifecycleReport(t, e) })
 	t.Run("StepAction in a user's Task", func(t *testing.T) { testStepAction(t, e) })
+	t.Run("build-export-consume pipeline", func(t *testing.T) { testPipeline(t, e) })
 }
 
 func strParam(name, value string) v1.Param {
@@ -395,4 +397,93 @@ func testStepAction(t *testing.T, e *env) {
 	assert.Check(t, is.Equal(res["APP_IMAGES"], tag+"@"+digest))
 	// The StepAction's step ran the report2results image of the release.
 	assert.Check(t, is.Contains(run.Pod.Spec.Containers[1].Image, "/exportreport/report2results@sha256:"))
+}
+
+// Case 5: the build-export-consume Pipeline. The build task's kaniko is
+// replaced, through the BUILDER_IMAGE param, by fakekaniko (same flags,
+// writes the tarball; its image has an entrypoint, which Tekton's entrypoint
+// lookup reads from the registry since the step has no command), the
+// consumer's crane:debug by an image with crane and busybox
+// (CONSUMER_IMAGE). The consumer must pull exactly the digest export
+// handed it: its TaskRun's params (resolved by Tekton's result reference
+// code), the registry's log and the pulled layout all say so.
+func testPipeline(t *testing.T, e *env) {
+	reg := distribution.Start(t)
+	kaniko := stepimage.GoBuild(t, ".", "./fakekaniko")
+	builder := stepimage.Push(t, e.images.Host()+"/tools/fakekaniko", []stepimage.File{{Path: "/kaniko/executor", Source: kaniko}},
+		stepimage.Config{Entrypoint: []string{"/kaniko/executor"}, User: "65532"})
+
+	var pipe v1.Pipeline
+	decodeFile(t, e, "pipelines/build-export-consume/0.1/build-export-consume.yaml", &pipe)
+	pipe.Namespace = podrun.Namespace
+	buildContext := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "build-context", Namespace: podrun.Namespace},
+		Data: map[string]string{
+			"Dockerfile": "FROM scratch\nCOPY hello.txt /hello.txt\n",
+			"hello.txt":  "hello from the e2e pipeline\n",
+		},
+	}
+	out := sharedDir(t)
+	r := e.runner(t, &pipe, buildContext)
+	r.Claims["output"] = out
+
+	tags := []string{reg.Host() + "/team/built:latest", reg.Host() + "/team/built:1.0"}
+	pr := &v1.PipelineRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "bec", Namespace: podrun.Namespace},
+		Spec: v1.PipelineRunSpec{
+			PipelineRef: &v1.PipelineRef{Name: "build-export-consume"},
+			Params: v1.Params{
+				strParam("IMAGE", tags[0]),
+				arrayParam("EXTRA_TAGS", tags[1:]...),
+				strParam("BUILDER_IMAGE", builder),
+				strParam("CONSUMER_IMAGE", e.tools),
+				strParam("INSECURE_REGISTRIES", reg.Host()),
+			},
+			Workspaces: []v1.WorkspaceBinding{
+				{Name: "context", ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "build-context"}}},
+				claim("output", "output"),
+			},
+		},
+	}
+	got, err := r.RunPipeline(ctx(t), t, pr)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got.Order, []string{"build", "export", "consume"})
+	for _, name := range got.Order {
+		assertSucceeded(t, got.Runs[name])
+	}
+	// The build step had no command: Tekton looked its entrypoint up in
+	// the registry and hands it to its entrypoint binary.
+	var commands string
+	for _, env := range got.Runs["build"].Pod.Spec.Containers[0].Env {
+		if env.Name == "TEKTON_PLATFORM_COMMANDS" {
+			commands = env.Value
+		}
+	}
+	assert.Check(t, is.Equal(commands, `{"linux/amd64":["/kaniko/executor"]}`))
+
+	res := got.Runs["export"].Results()
+	digest := res["IMAGE_DIGEST"]
+	assert.Check(t, is.Equal(res["IMAGE_URL"], tags[0]))
+	assertServedDigest(t, tags, digest, "--tls-verify=false")
+
+	consume := got.Runs["consume"]
+	params := map[string]string{}
+	for _, p := range consume.TaskRun.Spec.Params {
+		params[p.Name] = p.Value.StringVal
+	}
+	assert.Check(t, is.Equal(params["IMAGE_DIGEST"], digest))
+	assert.Check(t, is.Equal(params["IMAGE_URL"], tags[0]))
+	assert.Check(t, is.Contains(consume.Logs["step-pull-by-digest"], "pulled "+tags[0]+"@"+digest+" into /workspace/output/pulled"))
+	regLog, err := os.ReadFile(filepath.Join(reg.Dir(), "registry.log"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(string(regLog), "http.request.method=GET http.request.remoteaddr="), "registry log")
+	assert.Check(t, regexp.MustCompile(`http\.request\.method=GET [^\n]*http\.request\.uri="/v2/team/built/manifests/`+regexp.QuoteMeta(digest)+`"`).Match(regLog),
+		"the registry served no GET of the manifest by digest %s", digest)
+
+	pulled, err := layout.ImageIndexFromPath(filepath.Join(out, "pulled"))
+	assert.NilError(t, err)
+	m, err := pulled.IndexManifest()
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(m.Manifests, 1))
+	assert.Check(t, is.Equal(m.Manifests[0].Digest.String(), digest))
 }
