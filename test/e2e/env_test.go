@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -171,32 +170,22 @@ func (e *env) koRelease(t *testing.T) []byte {
 // decodeRelease decodes the Tasks and StepActions of a release YAML.
 func decodeRelease(t *testing.T, stream []byte) []runtime.Object {
 	t.Helper()
-	var out []runtime.Object
-	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(stream), -1) {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		var meta struct{ Kind string }
-		assert.NilError(t, yaml.Unmarshal([]byte(doc), &meta))
-		switch meta.Kind {
-		case "Task":
-			var task v1.Task
-			assert.NilError(t, yaml.UnmarshalStrict([]byte(doc), &task))
-			task.Namespace = podrun.Namespace
-			out = append(out, &task)
-		case "StepAction":
-			var sa v1beta1.StepAction
-			assert.NilError(t, yaml.UnmarshalStrict([]byte(doc), &sa))
-			sa.Namespace = podrun.Namespace
-			out = append(out, &sa)
-		case "":
+	assert.Assert(t, !bytes.Contains(stream, []byte("ko://")))
+	out := decodeObjects(t, stream)
+	for _, o := range out {
+		switch x := o.(type) {
+		case *v1.Task:
+			x.Namespace = podrun.Namespace
+		case *v1beta1.StepAction:
+			x.Namespace = podrun.Namespace
 		default:
-			t.Fatalf("release YAML: unexpected kind %s", meta.Kind)
+			t.Fatalf("release YAML: unexpected %T", o)
 		}
 	}
-	assert.Assert(t, !bytes.Contains(stream, []byte("ko://")))
 	return out
 }
+
+func stepActionObject() runtime.Object { return &v1beta1.StepAction{} }
 
 // decodeFile decodes one YAML document of the repository into obj, strictly.
 func decodeFile(t *testing.T, e *env, rel string, obj any) {
