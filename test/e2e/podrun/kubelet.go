@@ -86,7 +86,10 @@ func (k *kubelet) runPod(ctx context.Context, t testing.TB, p *corev1.Pod) (core
 		if _, err := k.docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 			t.Fatalf("podrun: start %s: %v", c.Name, err)
 		}
-		cs := k.wait(ctx, t, id, c)
+		cs, err := k.wait(ctx, id, c)
+		if err != nil {
+			t.Fatalf("podrun: pod %s: %v", p.Name, err)
+		}
 		logs[c.Name] = k.logs(ctx, t, id)
 		k.fallbackToLogs(&cs, c, logs[c.Name])
 		status.InitContainerStatuses = append(status.InitContainerStatuses, cs)
@@ -128,15 +131,21 @@ func (k *kubelet) runPod(ctx context.Context, t testing.TB, p *corev1.Pod) (core
 		}
 	}
 	statuses := make([]corev1.ContainerStatus, len(ids))
+	errs := make([]error, len(ids))
 	var wg sync.WaitGroup
 	for i, c := range p.Spec.Containers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses[i] = k.wait(ctx, t, ids[i], c)
+			statuses[i], errs[i] = k.wait(ctx, ids[i], c)
 		}()
 	}
 	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("podrun: pod %s: %v", p.Name, err)
+		}
+	}
 	status.Phase = corev1.PodSucceeded
 	for i, c := range p.Spec.Containers {
 		logs[c.Name] = k.logs(ctx, t, ids[i])
@@ -539,17 +548,18 @@ func expand(s string, vars map[string]string) string {
 }
 
 // wait waits for the container to exit and returns its status, with the
-// termination message the kubelet would read.
-func (k *kubelet) wait(ctx context.Context, t testing.TB, id string, c corev1.Container) corev1.ContainerStatus {
+// termination message the kubelet would read. It runs in its own
+// goroutine, so it returns errors rather than failing the test.
+func (k *kubelet) wait(ctx context.Context, id string, c corev1.Container) (corev1.ContainerStatus, error) {
 	w := k.docker.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	select {
 	case <-w.Result:
 	case err := <-w.Error:
-		t.Errorf("podrun: wait for %s: %v", c.Name, err)
+		return corev1.ContainerStatus{}, fmt.Errorf("wait for %s: %w", c.Name, err)
 	}
 	info, err := k.docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
-		t.Fatalf("podrun: inspect %s: %v", c.Name, err)
+		return corev1.ContainerStatus{}, fmt.Errorf("inspect %s: %w", c.Name, err)
 	}
 	k.mu.Lock()
 	k.engine[c.Name] = EngineContainer{
@@ -586,7 +596,7 @@ func (k *kubelet) wait(ctx context.Context, t testing.TB, id string, c corev1.Co
 		ImageID:     info.Container.Image,
 		ContainerID: "docker://" + id,
 		State:       corev1.ContainerState{Terminated: term},
-	}
+	}, nil
 }
 
 func parseTime(s string) metav1.Time {
