@@ -32,6 +32,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/test/distribution"
@@ -199,10 +200,13 @@ func testUnreachable(t *testing.T, e *env) {
 	assert.Check(t, os.IsNotExist(err), "a failed export must leave no report: %v", err)
 }
 
-// Case 2: a TLS registry with htpasswd auth. The credentials come the
-// Tekton way for this Task: a Secret bound to the dockerconfig workspace
-// (config.json), which also carries the CA that SSL_CERT_FILE (podTemplate
-// env, given to every step) names. No credential may appear in any
+// Case 2: a TLS registry with htpasswd auth, credentials given the two
+// Tekton ways: a Secret bound to the dockerconfig workspace (config.json,
+// and the CA), or a basic-auth Secret annotated tekton.dev/docker-0 on the
+// TaskRun's ServiceAccount, which Tekton's entrypoint writes to
+// $HOME/.docker/config.json (HOME must then be writable: /tekton/home, an
+// emptyDir Tekton mounts in every step). The CA reaches the steps through
+// SSL_CERT_FILE (podTemplate env). No credential may appear in any
 // container's log or in the TaskRun's status.
 func testExportAuth(t *testing.T, e *env) {
 	const user, password = "e2e-pusher", "pa55-e2e-Secret!"
@@ -211,34 +215,79 @@ func testExportAuth(t *testing.T, e *env) {
 	assert.NilError(t, err)
 	dockerConfig, err := os.ReadFile(filepath.Join(reg.DockerConfig(t), "config.json"))
 	assert.NilError(t, err)
-	secret := &corev1.Secret{
+	workspaceSecret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "registry-dockerconfig", Namespace: podrun.Namespace},
 		Data:       map[string][]byte{"config.json": dockerConfig, "ca.crt": ca},
 	}
+	basicAuth := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "registry-basic-auth", Namespace: podrun.Namespace,
+			Annotations: map[string]string{"tekton.dev/docker-0": "https://" + reg.Host()}},
+		Type: corev1.SecretTypeBasicAuth,
+		Data: map[string][]byte{"username": []byte(user), "password": []byte(password)},
+	}
+	pusher := &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: "pusher", Namespace: podrun.Namespace},
+		Secrets:    []corev1.ObjectReference{{Name: "registry-basic-auth"}},
+	}
 
-	ws := sharedDir(t)
-	writeLayout(t, filepath.Join(ws, "image"))
-	tags := []string{reg.Host() + "/team/secure:latest", reg.Host() + "/team/secure:1.0"}
-	r := e.runner(t, secret)
-	r.Claims["source"] = ws
-	tr := taskRun("auth", "export-image", v1.Params{strParam("IMAGE", tags[0]), arrayParam("EXTRA_TAGS", tags[1:]...)},
-		claim("source", "source"),
-		v1.WorkspaceBinding{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-dockerconfig"}})
-	tr.Spec.PodTemplate = &pod.Template{Env: []corev1.EnvVar{{Name: "SSL_CERT_FILE", Value: "/workspace/dockerconfig/ca.crt"}}}
+	for _, tc := range []struct {
+		name    string
+		objects []runtime.Object
+		sa      string
+		ws      []v1.WorkspaceBinding
+		env     []corev1.EnvVar
+		// wantArg is an argument Tekton's credential initialisation
+		// must give the step's entrypoint.
+		wantArg string
+	}{
+		{
+			name:    "dockerconfig workspace",
+			objects: []runtime.Object{workspaceSecret},
+			ws:      []v1.WorkspaceBinding{{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-dockerconfig"}}},
+			env:     []corev1.EnvVar{{Name: "SSL_CERT_FILE", Value: "/workspace/dockerconfig/ca.crt"}},
+		},
+		{
+			name:    "service account secret",
+			objects: []runtime.Object{basicAuth, pusher},
+			sa:      "pusher",
+			env: []corev1.EnvVar{
+				{Name: "SSL_CERT_FILE", Value: "/workspace/source/ca.crt"},
+				{Name: "HOME", Value: "/tekton/home"},
+			},
+			wantArg: "-basic-docker=registry-basic-auth=https://" + reg.Host(),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := sharedDir(t)
+			writeLayout(t, filepath.Join(ws, "image"))
+			assert.NilError(t, os.WriteFile(filepath.Join(ws, "ca.crt"), ca, 0o644))
+			repo := reg.Host() + "/team/" + strings.ReplaceAll(tc.name, " ", "-")
+			tags := []string{repo + ":latest", repo + ":1.0"}
+			r := e.runner(t, tc.objects...)
+			r.Claims["source"] = ws
+			tr := taskRun("auth", "export-image", v1.Params{strParam("IMAGE", tags[0]), arrayParam("EXTRA_TAGS", tags[1:]...)},
+				append([]v1.WorkspaceBinding{claim("source", "source")}, tc.ws...)...)
+			tr.Spec.ServiceAccountName = tc.sa
+			tr.Spec.PodTemplate = &pod.Template{Env: tc.env}
 
-	run := r.Run(ctx(t), t, tr)
-	assertSucceeded(t, run)
-	res := run.Results()
-	assert.Check(t, is.Equal(res["IMAGE_URL"], tags[0]))
-	assertServedDigest(t, tags, res["IMAGE_DIGEST"], "--cert-dir", reg.CertDir, "--creds", user+":"+password)
+			run := r.Run(ctx(t), t, tr)
+			assertSucceeded(t, run)
+			res := run.Results()
+			assert.Check(t, is.Equal(res["IMAGE_URL"], tags[0]))
+			assertServedDigest(t, tags, res["IMAGE_DIGEST"], "--cert-dir", reg.CertDir, "--creds", user+":"+password)
+			if tc.wantArg != "" {
+				assert.Check(t, is.Contains(run.Pod.Spec.Containers[0].Args, tc.wantArg))
+			}
 
-	status, err := json.Marshal(run.TaskRun.Status)
-	assert.NilError(t, err)
-	logs := run.AllLogs()
-	assert.Assert(t, strings.Contains(logs, "--- step-export"), "no log of the export step")
-	for _, s := range []string{password, reg.Auth(), "Authorization", "authorization:"} {
-		assert.Check(t, !strings.Contains(logs, s), "a log shows %q:\n%s", s, logs)
-		assert.Check(t, !strings.Contains(string(status), s), "the TaskRun status shows %q", s)
+			status, err := json.Marshal(run.TaskRun.Status)
+			assert.NilError(t, err)
+			logs := run.AllLogs()
+			assert.Assert(t, strings.Contains(logs, "--- step-export"), "no log of the export step")
+			for _, s := range []string{password, reg.Auth(), "Authorization", "authorization:"} {
+				assert.Check(t, !strings.Contains(logs, s), "a log shows %q:\n%s", s, logs)
+				assert.Check(t, !strings.Contains(string(status), s), "the TaskRun status shows %q", s)
+			}
+		})
 	}
 }
 
