@@ -179,12 +179,7 @@ func (r *Runner) Run(ctx context.Context, t testing.TB, tr *v1.TaskRun) *Run {
 	tr.SetDefaults(ctx)
 	run := &Run{TaskRun: tr, Logs: map[string]string{}}
 
-	_, rtr, err := r.prepare(ctx, tr)
-	if err != nil {
-		tr.Status.MarkResourceFailed(v1.TaskRunReasonFailedValidation, err)
-		return run
-	}
-	p, applied, err := r.buildPod(ctx, tr, rtr)
+	p, applied, err := r.pod(ctx, tr)
 	if err != nil {
 		tr.Status.MarkResourceFailed(v1.TaskRunReasonFailedValidation, err)
 		return run
@@ -220,6 +215,28 @@ func (r *Runner) Run(ctx context.Context, t testing.TB, tr *v1.TaskRun) *Run {
 	}
 	tr.Status = trs
 	return run
+}
+
+// Pod is the Pod Tekton would create for tr, without running it.
+func (r *Runner) Pod(ctx context.Context, tr *v1.TaskRun) (*corev1.Pod, error) {
+	ctx = r.Context(ctx)
+	tr = tr.DeepCopy()
+	if tr.Namespace == "" {
+		tr.Namespace = Namespace
+	}
+	tr.SetDefaults(ctx)
+	p, _, err := r.pod(ctx, tr)
+	return p, err
+}
+
+// pod resolves, validates and substitutes tr's Task and builds its Pod; it
+// also returns the spec the TaskRun's status records.
+func (r *Runner) pod(ctx context.Context, tr *v1.TaskRun) (*corev1.Pod, *v1.TaskSpec, error) {
+	_, rtr, err := r.prepare(ctx, tr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.buildPod(ctx, tr, rtr)
 }
 
 // prepare resolves the Task and its StepActions and checks the params, as
