@@ -26,6 +26,7 @@ import (
 	"github.com/exportreport/exportreport/pkg/export"
 	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/pkg/results"
 )
 
 func main() {
@@ -41,13 +42,19 @@ IMAGE are destination tags; the first is the primary one. Flags:
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	var failureMessage string // -failure-message, once parsed
 	fail := func(code int, err error) int {
 		// One line, whatever the error carries (a registry's body, a join).
 		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 		fmt.Fprintf(stderr, "export-step: %s\n", msg)
+		if failureMessage != "" {
+			if werr := results.WriteStepError(failureMessage, "export-step: "+msg); werr != nil {
+				fmt.Fprintf(stderr, "export-step: -failure-message %s: %v\n", failureMessage, werr)
+			}
+		}
 		return code
 	}
-	opts, err := parseFlags(args, stderr, getenv)
+	opts, err := parseFlags(args, stderr, getenv, &failureMessage)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -78,7 +85,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (export.Options, error) {
+// parseFlags returns the export's options; failureMessage receives
+// -failure-message as soon as it is parsed, so that a later bad flag is
+// recorded there too.
+func parseFlags(args []string, stderr io.Writer, getenv func(string) string, failureMessage *string) (export.Options, error) {
 	fs := flag.NewFlagSet("export-step", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {} // errors are one line, printed by run; -h prints usage below
@@ -111,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (ex
 	fs.Var(&insecureHosts, "insecure-registry", "plain HTTP / unverified TLS for `HOST[:PORT]` only (repeatable, or comma-separated)")
 	fs.IntVar(&o.Jobs, "jobs", export.DefaultJobs, "parallel blob uploads `N` (>= 1)")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines, warnings only")
+	fs.StringVar(failureMessage, "failure-message", "", "on failure, also write the one-line error to `FILE` as a Tekton termination message entry (key \"error\"; a Tekton step's is /tekton/termination)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -253,7 +254,7 @@ func TestHelp(t *testing.T) {
 	assert.Equal(t, res.code, 0)
 	assert.Equal(t, res.stdout, "")
 	for _, flag := range []string{"-source", "-daemon", "-oci-layout", "-append", "-label", "-env", "-entrypoint", "-cmd",
-		"-workdir", "-user", "-platform", "-cache-dir", "-report", "-report-schema", "-insecure-registry", "-jobs", "-quiet"} {
+		"-workdir", "-user", "-platform", "-cache-dir", "-report", "-report-schema", "-insecure-registry", "-jobs", "-quiet", "-failure-message"} {
 		assert.Check(t, is.Regexp(`\n  `+flag+`[ \n]`, res.stderr), flag)
 	}
 }
@@ -272,6 +273,83 @@ func TestFailedExportExitsOneAndRemovesTheStaleReport(t *testing.T) {
 	assert.Assert(t, strings.HasPrefix(lines[len(lines)-1], "export-step: push "+reg.host+"/app:1: "), res.stderr)
 	_, err := os.Stat(reportPath)
 	assert.Assert(t, errors.Is(err, fs.ErrNotExist), "stale report still there")
+}
+
+// -failure-message: on a failure (exit 1 or 2) the one-line error is the
+// value of one entry of Tekton's termination message JSON, the same line
+// as on stderr; on success the file is left alone; a symlink at the path
+// is not written through.
+func TestFailureMessage(t *testing.T) {
+	reg := newTestRegistry(t)
+	down := newTestRegistry(t)
+	down.srv.Close()
+	img := newImage(t)
+	src := sourceLayout(t, img)
+
+	type entry struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+		Type  int    `json:"type"`
+	}
+	for _, tc := range []struct {
+		name     string
+		args     func(msg string) []string
+		wantCode int
+		wantErr  string // a substring of the recorded line; "" = nothing written
+	}{
+		{name: "unreachable registry", wantCode: 1, wantErr: "export-step: push " + down.host + "/app:1: ",
+			args: func(msg string) []string {
+				return []string{"-failure-message", msg, "-source", "oci:" + src, down.host + "/app:1"}
+			}},
+		{name: "bad flag after it", wantCode: 2, wantErr: "export-step: -jobs must be at least 1, got 0",
+			args: func(msg string) []string { return []string{"-failure-message", msg, "-jobs", "0", reg.host + "/app:1"} }},
+		{name: "bad source", wantCode: 2, wantErr: "export-step: -source",
+			args: func(msg string) []string {
+				return []string{"-failure-message", msg, "-source", "oci:/nonexistent", reg.host + "/app:1"}
+			}},
+		{name: "success writes nothing", wantCode: 0,
+			args: func(msg string) []string {
+				return []string{"-failure-message", msg, "-source", "oci:" + src, reg.host + "/app:1"}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			work := t.TempDir()
+			msg := filepath.Join(work, "termination")
+			res := runBinary(t, work, nil, append([]string{"-report", filepath.Join(work, "report.toml")}, tc.args(msg)...)...)
+			assert.Equal(t, res.code, tc.wantCode, res.stderr)
+			data, err := os.ReadFile(msg)
+			if tc.wantErr == "" {
+				assert.Assert(t, errors.Is(err, fs.ErrNotExist), "a successful run wrote %q", data)
+				return
+			}
+			assert.NilError(t, err)
+			var entries []entry
+			assert.NilError(t, json.Unmarshal(data, &entries), string(data))
+			assert.Equal(t, len(entries), 1, string(data))
+			assert.Equal(t, entries[0].Key, "error")
+			assert.Equal(t, entries[0].Type, 10)
+			assert.Assert(t, is.Contains(entries[0].Value, tc.wantErr))
+			assert.Assert(t, !strings.Contains(entries[0].Value, "\n"))
+			lines := strings.Split(strings.TrimSuffix(res.stderr, "\n"), "\n")
+			assert.Equal(t, entries[0].Value, lines[len(lines)-1], "the line on stderr")
+		})
+	}
+
+	t.Run("a symlink is replaced, not written through", func(t *testing.T) {
+		work := t.TempDir()
+		outside := filepath.Join(t.TempDir(), "outside")
+		assert.NilError(t, os.WriteFile(outside, []byte("keep"), 0o644))
+		msg := filepath.Join(work, "termination")
+		assert.NilError(t, os.Symlink(outside, msg))
+		res := runBinary(t, work, nil, "-failure-message", msg, "-jobs", "0", reg.host+"/app:1")
+		assert.Equal(t, res.code, 2, res.stderr)
+		data, err := os.ReadFile(outside)
+		assert.NilError(t, err)
+		assert.Equal(t, string(data), "keep")
+		fi, err := os.Lstat(msg)
+		assert.NilError(t, err)
+		assert.Assert(t, fi.Mode().IsRegular())
+	})
 }
 
 // The config flags and SOURCE_DATE_EPOCH reach the pushed image.
@@ -412,7 +490,8 @@ func TestParseFlags(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o, err := parseFlags(tc.args, io.Discard, func(k string) string { return tc.env[k] })
+			var failureMessage string
+			o, err := parseFlags(tc.args, io.Discard, func(k string) string { return tc.env[k] }, &failureMessage)
 			assert.NilError(t, err)
 			tc.check(t, o)
 		})
