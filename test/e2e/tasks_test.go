@@ -28,6 +28,9 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/result"
+	"github.com/tektoncd/pipeline/pkg/termination"
+	"go.uber.org/zap"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -185,16 +188,27 @@ func testUnreachable(t *testing.T, e *env) {
 	assert.Assert(t, results != nil && results.Terminated != nil, "no terminated state for step results: %+v", results)
 	assert.Check(t, is.Equal(results.TerminationReason, "Skipped"), "the results step after a failed step: %+v", results)
 
-	// The reason: export-step's error, one line on stderr naming the
-	// registry and the cause (Tekton's entrypoint puts no step output in
-	// the termination message; the log is where a user reads it).
+	// The reason, in the step's termination message as the controller
+	// leaves it in the TaskRun status (export-step -failure-message wrote
+	// it to /tekton/termination, Tekton's entrypoint appended its own
+	// entries, pod.MakeTaskRunStatus kept ours and dropped its internal
+	// ones): one entry, one line naming the registry and the cause, the
+	// same line as the step's log.
+	entries, err := termination.ParseMessage(zap.NewNop().Sugar(), export.Terminated.Message)
+	assert.NilError(t, err, "step termination message %q", export.Terminated.Message)
+	assert.Assert(t, is.Len(entries, 1), "step termination message %q", export.Terminated.Message)
+	reason := entries[0]
+	assert.Check(t, is.Equal(reason.Key, "error"))
+	assert.Check(t, is.Equal(reason.ResultType, result.ResultType(result.UnknownResultType)))
+	assert.Check(t, !strings.ContainsAny(reason.Value, "\r\n"), "reason: %q", reason.Value)
+	assert.Check(t, is.Contains(reason.Value, "push "+host+"/team/app:latest"), "reason: %q", reason.Value)
+	assert.Check(t, is.Contains(reason.Value, "connection refused"), "reason: %q", reason.Value)
+	t.Logf("export step's termination message: %s", export.Terminated.Message)
+
 	log := run.Logs["step-export"]
 	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
 	assert.Check(t, is.Len(lines, 1), "export step log: %q", log)
-	last := lines[len(lines)-1]
-	assert.Check(t, is.Contains(last, "push "+host+"/team/app:latest"), "export step's error: %q", last)
-	assert.Check(t, is.Contains(last, "connection refused"), "export step's error: %q", last)
-	t.Logf("export step's reason: %s", last)
+	assert.Check(t, is.Equal(lines[len(lines)-1], reason.Value), "the log's line")
 
 	_, err = os.Stat(filepath.Join(ws, "report.toml"))
 	assert.Check(t, os.IsNotExist(err), "a failed export must leave no report: %v", err)

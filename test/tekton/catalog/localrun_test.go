@@ -25,8 +25,8 @@ import (
 // default params (but one, see below): args expanded by the same rules, the source workspace a
 // temporary directory holding an OCI layout at the default SOURCE_SUBPATH,
 // the unbound dockerconfig workspace an empty DOCKER_CONFIG, and the results
-// directory /tekton/results redirected to a temporary directory (the one
-// rewrite). The registry is go-containerregistry's, in process, on
+// directory /tekton/results and the termination message /tekton/termination
+// redirected to temporary paths (the only rewrites). The registry is go-containerregistry's, in process, on
 // 127.0.0.1 (plain HTTP, which go-containerregistry uses for loopback hosts
 // without being told). It proves the YAML and the commands agree: every flag
 // at its default value is accepted and the results are right.
@@ -56,12 +56,13 @@ func TestTaskStepsRunLocally(t *testing.T) {
 
 	runSteps := func(t *testing.T, task *v1.Task, e expansion) string {
 		t.Helper()
-		results := t.TempDir()
+		results, termination := t.TempDir(), filepath.Join(t.TempDir(), "termination")
 		for _, s := range task.Spec.Steps {
 			cmd := strings.TrimPrefix(s.Image, "ko://"+modulePath+"/cmd/")
 			args := stepArgs(t, s.Args, task.Spec.Params, e)
 			for i, a := range args {
-				args[i] = strings.Replace(a, taskResultsDir, results, 1)
+				a = strings.Replace(a, taskResultsDir, results, 1)
+				args[i] = strings.Replace(a, "/tekton/termination", termination, 1)
 			}
 			c := exec.Command(bins[cmd], args...)
 			c.Env = append(os.Environ(), "DOCKER_CONFIG=") // unbound optional workspace
