@@ -470,7 +470,7 @@ func TestAppendSymlinksStoredNotFollowed(t *testing.T) {
 			}
 		}
 		assert.Check(t, is.DeepEqual(regular, []string{prefix + "inside.txt"}))
-		raw := layerBytes(t, l)
+		raw := readLayer(t, l.Uncompressed)
 		assert.Check(t, !bytes.Contains(raw, []byte(secret)), "the layer holds a file from outside the directory")
 	}
 	assert.DeepEqual(t, snapshot(t, outside), before)
@@ -494,9 +494,10 @@ func layerEntries(t *testing.T, l v1.Layer) map[string]*tar.Header {
 	}
 }
 
-func layerBytes(t *testing.T, l v1.Layer) []byte {
+// readLayer reads all that open (a layer's Compressed or Uncompressed) gives.
+func readLayer(t *testing.T, open func() (io.ReadCloser, error)) []byte {
 	t.Helper()
-	rc, err := l.Uncompressed()
+	rc, err := open()
 	assert.NilError(t, err)
 	defer rc.Close()
 	b, err := io.ReadAll(rc)

@@ -161,7 +161,7 @@ func TestTenThousandLayers(t *testing.T) {
 	for _, i := range []int{0, n / 2, n - 1} { // a layer's content, read back
 		l, err := pushed.LayerByDigest(m.Layers[i].Digest)
 		assert.NilError(t, err)
-		assert.Check(t, is.Equal(string(layerBytesCompressed(t, l)), fmt.Sprintf("layer %d\n", i)))
+		assert.Check(t, is.Equal(string(readLayer(t, l.Compressed)), fmt.Sprintf("layer %d\n", i)))
 	}
 	blobs, err := os.ReadDir(filepath.Join(opts.OCILayout, "blobs", "sha256"))
 	assert.NilError(t, err)
@@ -169,16 +169,6 @@ func TestTenThousandLayers(t *testing.T) {
 
 	const bound = 512 << 20
 	assert.Check(t, peak < bound, "peak heap in use %d MiB, bound %d MiB", peak>>20, bound>>20)
-}
-
-func layerBytesCompressed(t *testing.T, l v1.Layer) []byte {
-	t.Helper()
-	rc, err := l.Compressed()
-	assert.NilError(t, err)
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	assert.NilError(t, err)
-	return b
 }
 
 // TestManifestOverRegistryLimit: a manifest over 4 MiB (30,000 layers) is
