@@ -15,9 +15,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -30,14 +27,7 @@ import (
 // shrink it): big enough to cut a connection in the middle of its upload.
 func newBigLayout(t *testing.T) (string, v1.Hash) {
 	t.Helper()
-	img, err := random.Image(2<<20, 1)
-	assert.NilError(t, err)
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	assert.NilError(t, err)
-	assert.NilError(t, p.AppendImage(img))
-	d, err := img.Digest()
-	assert.NilError(t, err)
+	dir, d, _ := randomLayout(t, 2<<20, 1)
 	return dir, d
 }
 

@@ -79,7 +79,15 @@ func newLayout(t *testing.T) (string, v1.Hash) {
 // newLayoutImage is newLayout, also returning the image.
 func newLayoutImage(t *testing.T) (string, v1.Hash, v1.Image) {
 	t.Helper()
-	img, err := random.Image(64<<10, 2)
+	return randomLayout(t, 64<<10, 2)
+}
+
+// randomLayout writes a random image of layers layers of size bytes each
+// into a new OCI layout and returns the layout, the image's digest and the
+// image.
+func randomLayout(t *testing.T, size int64, layers int64) (string, v1.Hash, v1.Image) {
+	t.Helper()
+	img, err := random.Image(size, layers)
 	assert.NilError(t, err)
 	dir := t.TempDir()
 	p, err := layout.Write(dir, empty.Index)
