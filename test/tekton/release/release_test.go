@@ -4,6 +4,7 @@ package release
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +15,10 @@ import (
 	"time"
 
 	"github.com/exportreport/exportreport/test/distribution"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/tektoncd/pipeline/pkg/resolution/resolver/bundle"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"sigs.k8s.io/yaml"
@@ -69,8 +72,8 @@ func lastLines(b []byte, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// release runs hack/release and returns the release YAML.
-func release(t *testing.T, root, ko, repo, base string) []byte {
+// release runs hack/release and returns the release YAML and bundles.txt.
+func release(t *testing.T, root, ko, repo, base string) (yamlData, bundles []byte) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "release.yaml")
 	cmd := exec.Command("bash", filepath.Join(root, "hack", "release"), "-o", out, "--insecure-registry")
@@ -89,7 +92,9 @@ func release(t *testing.T, root, ko, repo, base string) []byte {
 	t.Logf("hack/release took %s", time.Since(start).Round(time.Second))
 	data, err := os.ReadFile(out)
 	assert.NilError(t, err)
-	return data
+	bundles, err = os.ReadFile(filepath.Join(filepath.Dir(out), "bundles.txt"))
+	assert.NilError(t, err)
+	return data, bundles
 }
 
 // images returns every "image" value in every document of a YAML stream,
@@ -152,15 +157,18 @@ func TestReleaseIsPinnedByDigest(t *testing.T) {
 	assert.Assert(t, is.Contains(base, "@sha256:"))
 
 	repo := reg.Host() + "/exportreport"
-	first := release(t, root, ko, repo, base)
+	first, bundles := release(t, root, ko, repo, base)
 	imgs, kinds := images(t, first)
 	sort.Strings(kinds)
-	assert.DeepEqual(t, kinds, []string{"StepAction", "Task", "Task"})
+	assert.DeepEqual(t, kinds, []string{"Pipeline", "Pipeline", "StepAction", "Task", "Task"})
 	assert.Assert(t, !bytes.Contains(first, []byte("ko://")), "unresolved ko:// left:\n%s", first)
 	assert.Assert(t, len(imgs) >= 4, "expected the images of export-image (2), report-to-results and the StepAction, got %v", imgs)
 
 	want := map[string]bool{"export-step": false, "report2results": false}
 	for _, img := range imgs {
+		if strings.HasPrefix(img, "$(params.") {
+			continue // a Pipeline's third-party image: the user's param
+		}
 		d, err := name.NewDigest(img, name.Insecure)
 		assert.NilError(t, err, "image %q is not pinned by digest", img)
 		assert.Assert(t, strings.HasPrefix(d.Context().Name(), repo+"/"), "image %s is not in %s", img, repo)
@@ -171,9 +179,49 @@ func TestReleaseIsPinnedByDigest(t *testing.T) {
 		assert.Assert(t, seen, "no image for cmd/%s in the release", cmd)
 	}
 
-	second := release(t, root, ko, repo, base)
+	checkBundles(t, first, bundles, repo)
+
+	second, bundlesAgain := release(t, root, ko, repo, base)
 	again, _ := images(t, second)
 	assert.DeepEqual(t, again, imgs)
+	assert.Equal(t, string(bundlesAgain), string(bundles), "the bundles of the same release differ")
+}
+
+// checkBundles resolves every bundle hack/release listed with Tekton's own
+// bundles resolver code (bundle.GetEntry, what the resolver runs for
+// `taskRef: {resolver: bundles}`) against the registry, and checks that it
+// holds exactly the release's resource, pinned by digest, in repo/bundles.
+func checkBundles(t *testing.T, release, bundles []byte, repo string) {
+	t.Helper()
+	want := map[string]map[string]any{} // kind/name -> object
+	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(release), -1) {
+		var obj map[string]any
+		assert.NilError(t, yaml.Unmarshal([]byte(doc), &obj))
+		if obj == nil {
+			continue
+		}
+		meta, _ := obj["metadata"].(map[string]any)
+		want[strings.ToLower(obj["kind"].(string))+"/"+meta["name"].(string)] = obj
+	}
+	lines := strings.Split(strings.TrimSpace(string(bundles)), "\n")
+	assert.Equal(t, len(lines), len(want), "bundles.txt:\n%s", bundles)
+	for _, line := range lines {
+		f := strings.Fields(line)
+		assert.Assert(t, is.Len(f, 2), "bundles.txt line %q", line)
+		kindName, ref := f[0], f[1]
+		d, err := name.NewDigest(ref, name.Insecure)
+		assert.NilError(t, err, "bundle %q is not pinned by digest", ref)
+		kind, entry, _ := strings.Cut(kindName, "/")
+		assert.Equal(t, d.Context().Name(), repo+"/bundles/"+entry)
+		res, err := bundle.GetEntry(context.Background(), authn.DefaultKeychain, bundle.RequestOptions{
+			Bundle: ref, EntryName: entry, Kind: kind,
+		})
+		assert.NilError(t, err, "Tekton's bundles resolver on %s", ref)
+		var got map[string]any
+		assert.NilError(t, yaml.Unmarshal(res.Data(), &got))
+		assert.DeepEqual(t, got, want[kindName])
+		assert.Equal(t, res.RefSource().Digest["sha256"], d.DigestStr()[len("sha256:"):])
+	}
 }
 
 // checkIndex asserts d is an index in the registry with linux/amd64 and
