@@ -40,6 +40,8 @@ const (
 	serviceCIDR = "10.96.0.0/16"
 	podCIDR     = "10.214.0.0/24"
 	bridgeName  = "exportreport0"
+	// localVolumeCount local PersistentVolumes are made for claims.
+	localVolumeCount = 40
 	// webhookPort: the API server calls an ExternalName Service's webhook
 	// at https://<externalName>:<port of the webhook configuration>, and
 	// Tekton's configurations name no port, so 443.
@@ -59,8 +61,9 @@ type cluster struct {
 	images  images
 }
 
-// Start starts everything and prints REGISTRY= and KUBECONFIG= (last) on
-// stdout. A failure stops what was started.
+// Start starts everything and prints CONTAINER_RUNTIME_ENDPOINT=,
+// REGISTRY= and KUBECONFIG= (last) on stdout. A failure stops what was
+// started.
 func Start(ctx context.Context, o options) (err error) {
 	began := time.Now()
 	if old, lerr := loadState(o.State); lerr == nil && old.running() {
@@ -108,6 +111,9 @@ func Start(ctx context.Context, o options) (err error) {
 		slog.Info("step done", "step", st.name, "took", time.Since(t).Round(time.Millisecond))
 	}
 	slog.Info("cluster ready", "took", time.Since(began).Round(time.Millisecond), "state", o.State)
+	// crictl's variable: the node's runtime, for tools and tests that ask
+	// how containers ran.
+	fmt.Printf("CONTAINER_RUNTIME_ENDPOINT=unix://%s\n", c.s.path("containerd", "containerd.sock"))
 	fmt.Printf("REGISTRY=%s\n", c.s.Registry)
 	fmt.Printf("KUBECONFIG=%s\n", c.admin)
 	return nil

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -45,8 +47,61 @@ func (c *cluster) startNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.startKubelet(ctx, sock)
+	if err := c.startKubelet(ctx, sock); err != nil {
+		return err
+	}
+	return c.localVolumes(ctx)
 }
+
+// localVolumes are what PersistentVolumeClaims bind to, volumeClaimTemplate
+// workspaces among them: a default StorageClass with no provisioner and
+// localVolumeCount local PersistentVolumes on the node (directories under
+// STATE/volumes, mode 0777). Local volumes, unlike hostPath ones, honour a
+// Pod's fsGroup. Each is used once (Retain: a released volume is not
+// reused), which is plenty for a test cluster's life.
+func (c *cluster) localVolumes(ctx context.Context) error {
+	sc := &storagev1.StorageClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "local", Annotations: map[string]string{
+			"storageclass.kubernetes.io/is-default-class": "true",
+		}},
+		Provisioner:       "kubernetes.io/no-provisioner",
+		VolumeBindingMode: ptrTo(storagev1.VolumeBindingWaitForFirstConsumer),
+	}
+	if _, err := c.kube.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("StorageClass local: %w", err)
+	}
+	for i := 0; i < localVolumeCount; i++ {
+		name := fmt.Sprintf("local-%02d", i)
+		dir := c.s.path("volumes", name)
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return err
+		}
+		if err := os.Chmod(dir, 0o777); err != nil {
+			return err
+		}
+		pv := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("10Gi")},
+				AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+				StorageClassName:              "local",
+				PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
+				NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+					NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+						Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{nodeName},
+					}}}},
+				}},
+			},
+		}
+		if _, err := c.kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("PersistentVolume %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 func (c *cluster) addNodeIP() error {
 	lo, err := net.InterfaceByName("lo")

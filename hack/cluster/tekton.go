@@ -28,9 +28,14 @@ var notApplied = map[string]bool{"Deployment": true, "HorizontalPodAutoscaler": 
 // installing the release, and why:
 //   - set-security-context: Tekton's own init containers get a
 //     securityContext the restricted Pod Security profile admits, so
-//     TaskRuns can run in restricted namespaces.
+//     TaskRuns can run in restricted namespaces;
+//   - set-security-context-read-only-root-filesystem: and a read-only root
+//     filesystem (they write only to Tekton's volumes).
 var adminTweaks = map[string]map[string]string{
-	"feature-flags": {"set-security-context": "true"},
+	"feature-flags": {
+		"set-security-context":                           "true",
+		"set-security-context-read-only-root-filesystem": "true",
+	},
 }
 
 // startTekton installs Tekton Pipelines from its module's config/ (what

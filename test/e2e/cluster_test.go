@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,81 +10,154 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"gotest.tools/v3/assert"
-	"gotest.tools/v3/icmd"
+	is "gotest.tools/v3/assert/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/exportreport/exportreport/test/e2e/clusterrun"
+	"github.com/exportreport/exportreport/test/e2e/stepimage"
 )
 
-// TestCatalogOnCluster is the cluster mode: with KUBECONFIG set (a cluster
-// with Tekton installed) and KO_DOCKER_REPO (where the cluster pulls
-// images from), it releases the step images with hack/release, applies the
-// release, the Pipelines and each resource's tests/resources.yaml, runs
-// every tests/run.yaml TaskRun and PipelineRun (the Tekton Catalog
-// convention: a registry at localhost:5000 reachable from the pods) and
-// checks that each succeeds and sets every result it declares. Not run in
-// this repository's CI: no cluster is available there.
-func TestCatalogOnCluster(t *testing.T) {
-	kubeconfig := os.Getenv("KUBECONFIG")
-	if kubeconfig == "" {
-		t.Skip("KUBECONFIG is not set: the cluster mode does not run (TestTasks runs the cases on the Docker engine)")
-	}
-	repo := os.Getenv("KO_DOCKER_REPO")
-	if repo == "" {
-		t.Fatal("KUBECONFIG is set: set KO_DOCKER_REPO to a repository the cluster pulls from")
-	}
-	root := repoRoot(t)
-	out := filepath.Join(t.TempDir(), "release.yaml")
-	args := []string{filepath.Join(root, "hack", "release"), "-o", out}
-	if os.Getenv("E2E_INSECURE_REGISTRY") != "" {
-		args = append(args, "--insecure-registry")
-	}
-	icmd.RunCmd(icmd.Command("bash", args...), icmd.Dir(root),
-		icmd.WithEnv(append(os.Environ(), "KO="+koBinary(t))...)).Assert(t, icmd.Success)
-	release, err := os.ReadFile(out)
-	assert.NilError(t, err)
+// TestCluster is the cluster mode (hack/test-cluster): on a real cluster
+// with Tekton's controller, webhook and resolvers and Chains (what
+// hack/start-cluster starts; E2E_CLUSTER=1, KUBECONFIG, REGISTRY and,
+// for how containers ran, CONTAINER_RUNTIME_ENDPOINT), with the release
+// built by hack/release into REGISTRY and installed from release.yaml (and
+// its bundles) only, it runs every case TestTasks runs with podrun, every
+// Catalog tests/run.yaml, the Tasks through the bundles and cluster
+// resolvers, under the restricted Pod Security profile, and checks what
+// Chains signs.
+func TestCluster(t *testing.T) {
+	start := time.Now()
+	e := newClusterEnv(t)
+	t.Logf("environment ready in %s", time.Since(start).Round(time.Second))
+	t.Run("cases", func(t *testing.T) { runCases(t, e) })
+	t.Run("catalog tests", func(t *testing.T) { testCatalog(t, e) })
+	t.Run("resolvers", func(t *testing.T) { testResolvers(t, e) })
+	t.Run("restricted Pod Security", func(t *testing.T) { testPodSecurity(t, e) })
+	t.Run("chains", func(t *testing.T) { testChains(t, e) })
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	cluster := clusterrun.New(ctx, t, kubeconfig)
-	cluster.Apply(ctx, t, decodeObjects(t, release)...)
-	pipelines, err := filepath.Glob(filepath.Join(root, "pipelines", "*", "*", "*.yaml"))
+// requireFeatureFlags fails t unless Tekton's feature-flags ConfigMap on
+// the cluster has each of want.
+func (e *env) requireFeatureFlags(t *testing.T, want map[string]string) {
+	t.Helper()
+	cm, err := e.cluster.Kube.CoreV1().ConfigMaps("tekton-pipelines").Get(ctx(t), "feature-flags", metav1.GetOptions{})
 	assert.NilError(t, err)
-	for _, p := range pipelines {
-		cluster.Apply(ctx, t, decodeObjects(t, readFile(t, p))...)
+	for k, v := range want {
+		assert.Equal(t, cm.Data[k], v, "feature-flags %s on the cluster", k)
 	}
+}
 
-	runs, err := filepath.Glob(filepath.Join(root, "*", "*", "*", "tests", "run.yaml"))
+// testCatalog runs every Catalog tests/run.yaml of tasks/ and pipelines/,
+// as the Tekton Catalog's e2e does, against the release: with the registry
+// the Catalog tests call localhost:5000 being REGISTRY, the public images
+// they name replaced by local stand-ins (crane:debug by the tool image;
+// kaniko by fakekaniko through the Pipeline's BUILDER_IMAGE param), and
+// hostNetwork so steps reach REGISTRY. Each run must succeed, set every
+// result its Task or Pipeline declares, and every IMAGE_DIGEST result must
+// be what the registry serves for the IMAGE_URL beside it.
+func testCatalog(t *testing.T, e *env) {
+	kaniko := stepimage.GoBuild(t, ".", "./fakekaniko")
+	builder := stepimage.Push(t, e.registry+"/tools/fakekaniko", []stepimage.File{{Path: "/kaniko/executor", Source: kaniko}},
+		stepimage.Config{Entrypoint: []string{"/kaniko/executor"}, User: "65532"})
+	repl := map[string]string{
+		"localhost:5000": e.registry,
+		"gcr.io/go-containerregistry/crane:debug": e.tools,
+	}
+	// The Pipelines' image params, when a run leaves them to their
+	// defaults (public images).
+	standIns := map[string]string{"BUILDER_IMAGE": builder, "CONSUMER_IMAGE": e.tools}
+	// Catalog tests that need the internet cannot run here.
+	needsInternet := map[string]string{
+		"pipelines/buildpacks-report/0.1/tests/run.yaml": "it clones from GitHub through the hub resolver and builds with the Paketo builder from Docker Hub",
+	}
+	runs, err := filepath.Glob(filepath.Join(e.root, "*", "*", "*", "tests", "run.yaml"))
 	assert.NilError(t, err)
+	assert.Assert(t, len(runs) >= 4, "Catalog tests: %v", runs)
 	for _, run := range runs {
-		rel, _ := filepath.Rel(root, run)
+		rel, _ := filepath.Rel(e.root, run)
 		t.Run(rel, func(t *testing.T) {
-			if res := filepath.Join(filepath.Dir(run), "resources.yaml"); fileExists(res) {
-				cluster.Apply(ctx, t, decodeObjects(t, readFile(t, res))...)
+			if why := needsInternet[rel]; why != "" {
+				t.Skipf("not run here, without internet: %s", why)
 			}
-			for _, o := range decodeObjects(t, readFile(t, run)) {
+			r := e.runner(t).(clusterRunner)
+			if res := filepath.Join(filepath.Dir(run), "resources.yaml"); fileExists(res) {
+				r.ApplyYAML(ctx(t), t, clusterrun.Substitute(readFile(t, res), repl))
+			}
+			for _, o := range decodeObjects(t, clusterrun.Substitute(readFile(t, run), repl)) {
 				switch x := o.(type) {
 				case *v1.TaskRun:
-					got := cluster.RunTask(ctx, t, x)
-					c := got.Status.GetCondition("Succeeded")
-					assert.Assert(t, c != nil && c.IsTrue(), "%s: %s; logs: %v", got.Name, clusterrun.Describe(c), cluster.Logs(ctx, t, got))
-					checkResults(t, got.Name, got.Status.TaskSpec, got.Status.Results)
+					got := r.Run(ctx(t), t, x)
+					assertSucceeded(t, got)
+					checkResults(t, got.TaskRun.Name, got.TaskRun.Status.TaskSpec, got.TaskRun.Status.Results)
+					checkServed(t, got.Results())
 				case *v1.PipelineRun:
-					got, trs := cluster.RunPipeline(ctx, t, x)
-					c := got.Status.GetCondition("Succeeded")
-					assert.Assert(t, c != nil && c.IsTrue(), "%s: %s", got.Name, clusterrun.Describe(c))
-					for _, tr := range trs {
-						checkResults(t, tr.Name, tr.Status.TaskSpec, tr.Status.Results)
+					set := map[string]bool{}
+					for _, p := range x.Spec.Params {
+						set[p.Name] = true
 					}
+					for _, p := range pipelineParams(t, e, x) {
+						if img := standIns[p.Name]; img != "" && !set[p.Name] {
+							x.Spec.Params = append(x.Spec.Params, strParam(p.Name, img))
+						}
+					}
+					got, err := r.RunPipeline(ctx(t), t, x)
+					assert.Assert(t, got != nil, "%v", err)
+					for _, name := range got.Order {
+						tr := got.Runs[name]
+						assertSucceeded(t, tr)
+						checkResults(t, tr.TaskRun.Name, tr.TaskRun.Status.TaskSpec, tr.TaskRun.Status.Results)
+						checkServed(t, tr.Results())
+					}
+					assert.NilError(t, err)
 				default:
-					cluster.Apply(ctx, t, o)
+					r.Apply(ctx(t), t, o)
 				}
 			}
 		})
+	}
+}
+
+// pipelineParams are the params of the Pipeline pr names (from the
+// release), or of its embedded spec.
+func pipelineParams(t *testing.T, e *env, pr *v1.PipelineRun) v1.ParamSpecs {
+	t.Helper()
+	if pr.Spec.PipelineSpec != nil {
+		return pr.Spec.PipelineSpec.Params
+	}
+	for _, o := range e.release {
+		if p, ok := o.(*v1.Pipeline); ok && pr.Spec.PipelineRef != nil && p.Name == pr.Spec.PipelineRef.Name {
+			return p.Spec.Params
+		}
+	}
+	t.Fatalf("PipelineRun %s: no Pipeline %v in the release", pr.Name, pr.Spec.PipelineRef)
+	return nil
+}
+
+// checkServed checks that every *IMAGE_DIGEST result is the digest the
+// registry serves for the *IMAGE_URL result beside it.
+func checkServed(t *testing.T, results map[string]string) {
+	t.Helper()
+	for k, digest := range results {
+		if !strings.HasSuffix(k, "IMAGE_DIGEST") {
+			continue
+		}
+		url := results[strings.TrimSuffix(k, "IMAGE_DIGEST")+"IMAGE_URL"]
+		if url == "" {
+			continue
+		}
+		ref, err := name.ParseReference(url, name.Insecure)
+		assert.NilError(t, err)
+		desc, err := remote.Head(ref)
+		assert.NilError(t, err, "HEAD %s", url)
+		assert.Check(t, is.Equal(desc.Digest.String(), digest), "%s: %s", k, url)
 	}
 }
 
@@ -102,6 +174,77 @@ func checkResults(t *testing.T, run string, spec *v1.TaskSpec, results []v1.Task
 	for _, r := range spec.Results {
 		assert.Check(t, got[r.Name], "%s: result %s not set", run, r.Name)
 	}
+}
+
+// testResolvers runs export-image taken from its released bundle
+// (taskRef resolver: bundles) and from another namespace (resolver:
+// cluster), and the StepAction from its bundle inside a user's Task, in
+// namespaces where the release is not installed: what runs can only have
+// come through Tekton's resolvers.
+func testResolvers(t *testing.T, e *env) {
+	installed := e.runner(t).(clusterRunner) // the release, for the cluster resolver
+	bundle := func(kindName string) []v1.Param {
+		ref := e.bundles[kindName]
+		assert.Assert(t, ref != "", "no bundle %s in bundles.txt", kindName)
+		kind, entry, _ := strings.Cut(kindName, "/")
+		return v1.Params{strParam("bundle", ref), strParam("name", entry), strParam("kind", kind)}
+	}
+	for _, tc := range []struct {
+		name string
+		ref  *v1.TaskRef
+	}{
+		{"bundles", &v1.TaskRef{ResolverRef: v1.ResolverRef{Resolver: "bundles", Params: bundle("task/export-image")}}},
+		{"cluster", &v1.TaskRef{ResolverRef: v1.ResolverRef{Resolver: "cluster", Params: v1.Params{
+			strParam("kind", "task"), strParam("name", "export-image"), strParam("namespace", installed.Namespace),
+		}}}},
+	} {
+		t.Run("export-image through the "+tc.name+" resolver", func(t *testing.T) {
+			r := clusterRunner{e.cluster.Namespace(ctx(t), t, nil)}
+			ws := sharedDir(t)
+			writeLayout(t, filepath.Join(ws, "image"))
+			r.Claim(t, "source", ws)
+			tag := e.registry + "/resolvers/" + tc.name + ":latest"
+			tr := taskRun("resolved", "", v1.Params{strParam("IMAGE", tag)}, claim("source", "source"))
+			tr.Spec.TaskRef = tc.ref
+			run := r.Run(ctx(t), t, tr)
+			assertSucceeded(t, run)
+			assert.Check(t, is.Equal(run.Results()["IMAGE_URL"], tag))
+			checkServed(t, run.Results())
+			// Tekton records where the Task came from.
+			prov := run.TaskRun.Status.Provenance
+			assert.Assert(t, prov != nil && prov.RefSource != nil, "no provenance of the resolved Task")
+			if tc.name == "bundles" {
+				d, err := name.NewDigest(e.bundles["task/export-image"], name.Insecure)
+				assert.NilError(t, err)
+				assert.Check(t, is.Equal("sha256:"+prov.RefSource.Digest["sha256"], d.DigestStr()))
+			}
+		})
+	}
+
+	t.Run("StepAction through the bundles resolver", func(t *testing.T) {
+		r := clusterRunner{e.cluster.Namespace(ctx(t), t, nil)}
+		tr := stepActionRun(t, e)
+		tr.Spec.TaskSpec.Steps[1].Ref = &v1.Ref{ResolverRef: v1.ResolverRef{Resolver: "bundles", Params: bundle("stepaction/report2results")}}
+		run := r.Run(ctx(t), t, tr)
+		assertSucceeded(t, run)
+		assert.Check(t, is.Equal(run.Results()["APP_IMAGE_URL"], e.registry+"/report2results-test:latest"))
+		checkServed(t, run.Results())
+	})
+}
+
+// stepActionRun is the StepAction's Catalog test (tasks/report2results/
+// 0.1/tests/run.yaml: a step pushes with crane and writes
+// /layers/report.toml, the StepAction writes APP_ results) for the tool
+// image and the env's registry.
+func stepActionRun(t *testing.T, e *env) *v1.TaskRun {
+	t.Helper()
+	repl := map[string]string{"localhost:5000": e.registry, "gcr.io/go-containerregistry/crane:debug": e.tools}
+	objs := decodeObjects(t, clusterrun.Substitute(readFile(t, filepath.Join(e.root, "tasks/report2results/0.1/tests/run.yaml")), repl))
+	assert.Assert(t, is.Len(objs, 1))
+	tr, ok := objs[0].(*v1.TaskRun)
+	assert.Assert(t, ok, "tests/run.yaml holds a %T", objs[0])
+	assert.Assert(t, is.Len(tr.Spec.TaskSpec.Steps, 2))
+	return tr
 }
 
 func readFile(t *testing.T, path string) []byte {

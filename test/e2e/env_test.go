@@ -28,26 +28,60 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/exportreport/exportreport/test/distribution"
+	"github.com/exportreport/exportreport/test/e2e/clusterrun"
 	"github.com/exportreport/exportreport/test/e2e/podrun"
 	"github.com/exportreport/exportreport/test/e2e/stepimage"
 )
 
 const koVersion = "v0.19.1"
 
-// env is what every case shares: a plain Distribution registry holding the
-// step images (Docker pulls them from 127.0.0.1, which it treats as
-// insecure), the images Tekton's controller is configured with, and the
-// Tasks and StepAction of the release YAML (ko:// replaced by digests).
+// env is what every case shares: a registry holding the step and tool
+// images, the Tasks, StepAction and Pipelines of the release YAML (ko://
+// replaced by digests), and how runs are run: podrun (Tekton's code, the
+// Docker engine as the kubelet; images in a registry the test starts, and
+// the images Tekton's controller is configured with) or a real cluster
+// (cluster; the release applied in each test's namespace).
 type env struct {
-	root    string
-	images  *distribution.Registry
-	tekton  pipeline.Images
-	release []runtime.Object
+	root string
+	// registry is the host:port of the registry holding the step and tool
+	// images (Docker and the cluster's node pull from 127.0.0.1 over HTTP).
+	registry    string
+	release     []runtime.Object
+	releaseYAML []byte
+	// bundles are the release's Tekton bundles by "kind/name" (cluster
+	// mode only: hack/release's bundles.txt).
+	bundles map[string]string
 	busybox string
 	// tools: an image with crane and a busybox shell under /busybox, like
-	// gcr.io/go-containerregistry/crane:debug.
+	// gcr.io/go-containerregistry/crane:debug (root, as that image runs:
+	// the Catalog tests' scripts chmod the workspace they created).
 	tools string
+
+	// podrun mode
+	images *distribution.Registry
+	tekton pipeline.Images
+	// cluster mode
+	cluster *clusterrun.Client
 }
+
+// runner runs a case's TaskRuns and PipelineRuns: podrun, or a namespace
+// of the cluster.
+type runner interface {
+	// Claim binds the PersistentVolumeClaim name to the host directory dir.
+	Claim(t *testing.T, name, dir string)
+	Run(ctx context.Context, t testing.TB, tr *v1.TaskRun) *podrun.Run
+	RunPipeline(ctx context.Context, t testing.TB, pr *v1.PipelineRun) (*podrun.PipelineRun, error)
+}
+
+// podRunner is a podrun.Runner as a runner.
+type podRunner struct{ *podrun.Runner }
+
+func (r podRunner) Claim(_ *testing.T, name, dir string) { r.Claims[name] = dir }
+
+// clusterRunner is a namespace of the cluster as a runner.
+type clusterRunner struct{ *clusterrun.Cluster }
+
+func (r clusterRunner) Claim(t *testing.T, name, dir string) { r.Cluster.Claim(ctx(t), t, name, dir) }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -55,13 +89,13 @@ func newEnv(t *testing.T) *env {
 	distribution.RequireTool(t, "docker-registry")
 	e := &env{root: repoRoot(t), busybox: busyboxBinary(t)}
 	e.images = distribution.Start(t)
-	host := e.images.Host()
+	e.registry = e.images.Host()
 
 	start := time.Now()
 	entrypoint := stepimage.GoBuild(t, ".", "github.com/tektoncd/pipeline/cmd/entrypoint")
-	ep := stepimage.Push(t, host+"/tekton/entrypoint", []stepimage.File{{Path: "/ko-app/entrypoint", Source: entrypoint}},
+	ep := stepimage.Push(t, e.registry+"/tekton/entrypoint", []stepimage.File{{Path: "/ko-app/entrypoint", Source: entrypoint}},
 		stepimage.Config{Entrypoint: []string{"/ko-app/entrypoint"}, User: "65532"})
-	shell := stepimage.Push(t, host+"/tekton/busybox", stepimage.Busybox(t, e.busybox, "/bin"),
+	shell := stepimage.Push(t, e.registry+"/tekton/busybox", stepimage.Busybox(t, e.busybox, "/bin"),
 		stepimage.Config{Env: []string{"PATH=/bin"}, User: "65532"})
 	e.tekton = pipeline.Images{
 		EntrypointImage:        ep,
@@ -71,27 +105,73 @@ func newEnv(t *testing.T) *env {
 		ShellImageWin:          shell,
 		WorkingDirInitImage:    shell,
 	}
-	crane := stepimage.GoBuild(t, ".", "github.com/google/go-containerregistry/cmd/crane")
-	e.tools = stepimage.Push(t, host+"/tools/crane", append(stepimage.Busybox(t, e.busybox, "/busybox"),
-		stepimage.File{Path: "/ko-app/crane", Source: crane}, stepimage.File{Path: "/tmp", Dir: true, Mode: 0o1777}),
-		stepimage.Config{Entrypoint: []string{"/ko-app/crane"}, Env: []string{"PATH=/ko-app:/busybox"}, User: "65532"})
+	e.pushTools(t)
 	t.Logf("Tekton entrypoint, shell and tool images built and pushed in %s", time.Since(start).Round(time.Second))
 
 	start = time.Now()
-	e.release = decodeRelease(t, e.koRelease(t))
+	e.releaseYAML, _ = e.koRelease(t)
+	e.release = decodeRelease(t, e.releaseYAML)
 	t.Logf("hack/release (ko %s) took %s", koVersion, time.Since(start).Round(time.Second))
 	return e
 }
 
-// runner is a fresh Runner (its own fake API server) holding the release's
-// Tasks and StepAction and objects.
-func (e *env) runner(t *testing.T, objects ...runtime.Object) *podrun.Runner {
+// newClusterEnv is the cluster mode's env: the cluster of KUBECONFIG, with
+// Tekton installed, pulling from the registry REGISTRY (what
+// hack/start-cluster prints); the release is built with hack/release into
+// that registry, bundles included.
+func newClusterEnv(t *testing.T) *env {
 	t.Helper()
+	if os.Getenv("E2E_CLUSTER") == "" {
+		t.Skip("E2E_CLUSTER is not set: the cluster mode runs from hack/test-cluster (or set KUBECONFIG, REGISTRY and E2E_CLUSTER=1)")
+	}
+	kubeconfig, registry := os.Getenv("KUBECONFIG"), os.Getenv("REGISTRY")
+	if kubeconfig == "" || registry == "" {
+		t.Fatal("E2E_CLUSTER is set: KUBECONFIG and REGISTRY must name the cluster and the registry its node pulls from (bash hack/start-cluster prints both)")
+	}
+	e := &env{root: repoRoot(t), busybox: busyboxBinary(t), registry: registry}
+	e.cluster = clusterrun.Connect(t, kubeconfig)
+	e.cluster.CRI = os.Getenv("CONTAINER_RUNTIME_ENDPOINT")
+	start := time.Now()
+	e.pushTools(t)
+	var bundles []byte
+	e.releaseYAML, bundles = e.koRelease(t)
+	e.release = decodeRelease(t, e.releaseYAML)
+	e.bundles = map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(bundles)), "\n") {
+		kindName, ref, ok := strings.Cut(line, " ")
+		assert.Assert(t, ok, "bundles.txt line %q", line)
+		e.bundles[kindName] = ref
+	}
+	t.Logf("tool image and release (ko %s, bundles) built and pushed to %s in %s", koVersion, registry, time.Since(start).Round(time.Second))
+	return e
+}
+
+// pushTools builds the crane tool image into the env's registry: crane
+// and busybox, user root, like gcr.io/go-containerregistry/crane:debug.
+func (e *env) pushTools(t *testing.T) {
+	t.Helper()
+	crane := stepimage.GoBuild(t, ".", "github.com/google/go-containerregistry/cmd/crane")
+	e.tools = stepimage.Push(t, e.registry+"/tools/crane", append(stepimage.Busybox(t, e.busybox, "/busybox"),
+		stepimage.File{Path: "/ko-app/crane", Source: crane}, stepimage.File{Path: "/tmp", Dir: true, Mode: 0o1777}),
+		stepimage.Config{Entrypoint: []string{"/ko-app/crane"}, Env: []string{"PATH=/ko-app:/busybox"}})
+}
+
+// runner is a fresh runner holding the release's Tasks, StepAction and
+// Pipelines and objects: a podrun.Runner (its own fake API server), or a
+// new namespace of the cluster where the release YAML is applied.
+func (e *env) runner(t *testing.T, objects ...runtime.Object) runner {
+	t.Helper()
+	if e.cluster != nil {
+		ns := e.cluster.Namespace(ctx(t), t, nil)
+		ns.ApplyYAML(ctx(t), t, e.releaseYAML)
+		ns.Apply(ctx(t), t, objects...)
+		return clusterRunner{ns}
+	}
 	all := append([]runtime.Object(nil), objects...)
 	for _, o := range e.release {
 		all = append(all, o.DeepCopyObject())
 	}
-	return podrun.New(t, e.tekton, all...)
+	return podRunner{podrun.New(t, e.tekton, all...)}
 }
 
 func repoRoot(t *testing.T) string {
@@ -146,25 +226,26 @@ func koBinary(t *testing.T) string {
 }
 
 // koRelease runs hack/release, as a release is made, with a local base
-// image (hack/ko-base) and the images registry, and returns the release
-// YAML.
-func (e *env) koRelease(t *testing.T) []byte {
+// image (hack/ko-base) and the env's registry, and returns the release
+// YAML and bundles.txt.
+func (e *env) koRelease(t *testing.T) (release, bundles []byte) {
 	t.Helper()
-	host := e.images.Host()
-	base := icmd.RunCmd(icmd.Command("go", "run", "./hack/ko-base", "-insecure", host+"/ko-base:e2e"), icmd.Dir(e.root))
+	base := icmd.RunCmd(icmd.Command("go", "run", "./hack/ko-base", "-insecure", e.registry+"/ko-base:e2e"), icmd.Dir(e.root))
 	base.Assert(t, icmd.Success)
 	out := filepath.Join(t.TempDir(), "release.yaml")
 	res := icmd.RunCmd(icmd.Command("bash", filepath.Join(e.root, "hack", "release"), "-o", out, "--insecure-registry"),
 		icmd.Dir(e.root),
 		icmd.WithEnv(append(os.Environ(),
 			"KO="+koBinary(t),
-			"KO_DOCKER_REPO="+host+"/exportreport",
+			"KO_DOCKER_REPO="+e.registry+"/exportreport",
 			"KO_DEFAULTBASEIMAGE="+strings.TrimSpace(base.Stdout()),
 		)...))
 	res.Assert(t, icmd.Success)
-	data, err := os.ReadFile(out)
+	release, err := os.ReadFile(out)
 	assert.NilError(t, err)
-	return data
+	bundles, err = os.ReadFile(filepath.Join(filepath.Dir(out), "bundles.txt"))
+	assert.NilError(t, err)
+	return release, bundles
 }
 
 // decodeRelease decodes the Tasks and StepActions of a release YAML.
@@ -177,6 +258,8 @@ func decodeRelease(t *testing.T, stream []byte) []runtime.Object {
 		case *v1.Task:
 			x.Namespace = podrun.Namespace
 		case *v1beta1.StepAction:
+			x.Namespace = podrun.Namespace
+		case *v1.Pipeline:
 			x.Namespace = podrun.Namespace
 		default:
 			t.Fatalf("release YAML: unexpected %T", o)

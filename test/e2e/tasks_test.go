@@ -43,15 +43,17 @@ import (
 	"github.com/exportreport/exportreport/test/e2e/stepimage"
 )
 
-// TestTasks builds the images once and runs every case against them.
+// TestTasks builds the images once and runs every case against them with
+// podrun; TestCluster runs the same cases on a real cluster.
 func TestTasks(t *testing.T) {
-	if os.Getenv("KUBECONFIG") != "" {
-		t.Skip("KUBECONFIG is set: TestCatalogOnCluster runs the Catalog tests on that cluster instead")
-	}
 	start := time.Now()
 	e := newEnv(t)
 	t.Logf("environment ready in %s", time.Since(start).Round(time.Second))
+	runCases(t, e)
+}
 
+// runCases runs every case with e's runner.
+func runCases(t *testing.T, e *env) {
 	t.Run("export-image to a plain registry", func(t *testing.T) { testExportPlain(t, e) })
 	t.Run("unreachable registry fails the TaskRun", func(t *testing.T) { testUnreachable(t, e) })
 	t.Run("export-image to TLS and htpasswd", func(t *testing.T) { testExportAuth(t, e) })
@@ -121,7 +123,7 @@ func testExportPlain(t *testing.T, e *env) {
 		reg.Host() + "/mirror/app:1.0",
 	}
 	r := e.runner(t)
-	r.Claims["source"] = ws
+	r.Claim(t, "source", ws)
 
 	run := r.Run(ctx(t), t, taskRun("export", "export-image", v1.Params{
 		strParam("IMAGE", tags[0]),
@@ -164,7 +166,7 @@ func testUnreachable(t *testing.T, e *env) {
 	ws := sharedDir(t)
 	writeLayout(t, filepath.Join(ws, "image"))
 	r := e.runner(t)
-	r.Claims["source"] = ws
+	r.Claim(t, "source", ws)
 	run := r.Run(ctx(t), t, taskRun("unreachable", "export-image", v1.Params{
 		strParam("IMAGE", host+"/team/app:latest"),
 		strParam("INSECURE_REGISTRIES", host),
@@ -182,7 +184,12 @@ func testUnreachable(t *testing.T, e *env) {
 	// What Tekton's entrypoint wrote to /tekton/termination and the
 	// controller kept: no result.
 	assert.Check(t, is.Len(export.Results, 0))
-	msg := run.Pod.Status.ContainerStatuses[0].State.Terminated.Message
+	var msg string
+	for _, cs := range run.Pod.Status.ContainerStatuses {
+		if cs.Name == "step-export" && cs.State.Terminated != nil {
+			msg = cs.State.Terminated.Message
+		}
+	}
 	assert.Check(t, !strings.Contains(msg, "IMAGE_DIGEST"), "termination message %s", msg)
 	results := run.Step("results")
 	assert.Assert(t, results != nil && results.Terminated != nil, "no terminated state for step results: %+v", results)
@@ -218,9 +225,10 @@ func testUnreachable(t *testing.T, e *env) {
 // Tekton ways: a Secret bound to the dockerconfig workspace (config.json,
 // and the CA), or a basic-auth Secret annotated tekton.dev/docker-0 on the
 // TaskRun's ServiceAccount, which Tekton's entrypoint writes to
-// $HOME/.docker/config.json (HOME must then be writable: /tekton/home, an
-// emptyDir Tekton mounts in every step). The CA reaches the steps through
-// SSL_CERT_FILE (podTemplate env). No credential may appear in any
+// $HOME/.docker/config.json (HOME must then be writable: the Tasks set it to
+// /tekton/home, an emptyDir Tekton mounts in every step, and no podTemplate
+// sets it here). The CA reaches the steps through SSL_CERT_FILE (podTemplate
+// env). No credential may appear in any
 // container's log or in the TaskRun's status.
 func testExportAuth(t *testing.T, e *env) {
 	const user, password = "e2e-pusher", "pa55-e2e-Secret!"
@@ -264,10 +272,9 @@ func testExportAuth(t *testing.T, e *env) {
 			name:    "service account secret",
 			objects: []runtime.Object{basicAuth, pusher},
 			sa:      "pusher",
-			env: []corev1.EnvVar{
-				{Name: "SSL_CERT_FILE", Value: "/workspace/source/ca.crt"},
-				{Name: "HOME", Value: "/tekton/home"},
-			},
+			// No HOME here: the Tasks set HOME=/tekton/home themselves,
+			// so Tekton's entrypoint can copy the credentials there.
+			env:     []corev1.EnvVar{{Name: "SSL_CERT_FILE", Value: "/workspace/source/ca.crt"}},
 			wantArg: "-basic-docker=registry-basic-auth=https://" + reg.Host(),
 		},
 	} {
@@ -278,7 +285,7 @@ func testExportAuth(t *testing.T, e *env) {
 			repo := reg.Host() + "/team/" + strings.ReplaceAll(tc.name, " ", "-")
 			tags := []string{repo + ":latest", repo + ":1.0"}
 			r := e.runner(t, tc.objects...)
-			r.Claims["source"] = ws
+			r.Claim(t, "source", ws)
 			tr := taskRun("auth", "export-image", v1.Params{strParam("IMAGE", tags[0]), arrayParam("EXTRA_TAGS", tags[1:]...)},
 				append([]v1.WorkspaceBinding{claim("source", "source")}, tc.ws...)...)
 			tr.Spec.ServiceAccountName = tc.sa
@@ -319,11 +326,13 @@ func (e *env) task(t *testing.T, name string) v1.TaskSpec {
 
 // Case 3: every container runs as UID 65532 with a read-only root
 // filesystem: the Pod's securityContext (podTemplate) sets the user, group
-// and fsGroup and runAsNonRoot; the steps get readOnlyRootFilesystem from a
-// stepTemplate (export-image's spec, embedded), and Tekton's own init
-// containers from the feature flags set-security-context and
-// set-security-context-read-only-root-filesystem. The steps write only to
-// the workspace and /tekton/results.
+// and fsGroup and runAsNonRoot; the steps get readOnlyRootFilesystem added
+// to the Task's own stepTemplate (export-image's spec, embedded), and
+// Tekton's own init containers from the feature flags set-security-context
+// and set-security-context-read-only-root-filesystem (podrun: set for the
+// run; the cluster: set by hack/start-cluster). The steps write only to the
+// workspace and /tekton/results. How each container ran comes from Docker
+// (podrun) or the node's runtime through CRI (cluster).
 func testRestricted(t *testing.T, e *env) {
 	reg := distribution.Start(t)
 	ws := sharedDir(t)
@@ -331,21 +340,25 @@ func testRestricted(t *testing.T, e *env) {
 	tags := []string{reg.Host() + "/team/restricted:latest"}
 
 	r := e.runner(t)
-	r.Claims["source"] = ws
-	flags := config.DefaultFeatureFlags.DeepCopy()
-	flags.SetSecurityContext = true
-	flags.SetSecurityContextReadOnlyRootFilesystem = true
-	r.FeatureFlags = flags
+	r.Claim(t, "source", ws)
+	if pr, ok := r.(podRunner); ok {
+		flags := config.DefaultFeatureFlags.DeepCopy()
+		flags.SetSecurityContext = true
+		flags.SetSecurityContextReadOnlyRootFilesystem = true
+		pr.FeatureFlags = flags
+	} else {
+		e.requireFeatureFlags(t, map[string]string{
+			"set-security-context": "true", "set-security-context-read-only-root-filesystem": "true",
+		})
+	}
 
 	spec := e.task(t, "export-image")
-	yes, no, uid := true, false, int64(65532)
-	spec.StepTemplate = &v1.StepTemplate{SecurityContext: &corev1.SecurityContext{
-		RunAsUser:                &uid,
-		RunAsNonRoot:             &yes,
-		ReadOnlyRootFilesystem:   &yes,
-		AllowPrivilegeEscalation: &no,
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-	}}
+	yes, uid := true, int64(65532)
+	// The Task's stepTemplate (restricted securityContext, HOME), with a
+	// read-only root filesystem and the user added.
+	assert.Assert(t, spec.StepTemplate != nil && spec.StepTemplate.SecurityContext != nil, "export-image has no stepTemplate securityContext")
+	spec.StepTemplate.SecurityContext.RunAsUser = &uid
+	spec.StepTemplate.SecurityContext.ReadOnlyRootFilesystem = &yes
 	tr := taskRun("restricted", "", v1.Params{
 		strParam("IMAGE", tags[0]),
 		strParam("INSECURE_REGISTRIES", reg.Host()),
@@ -411,7 +424,7 @@ func testLifecycleReport(t *testing.T, e *env) {
 	assert.NilError(t, os.WriteFile(filepath.Join(ws, "report.toml"), []byte(text), 0o644))
 
 	r := e.runner(t)
-	r.Claims["source"] = ws
+	r.Claim(t, "source", ws)
 	run := r.Run(ctx(t), t, taskRun("lifecycle", "report-to-results", v1.Params{
 		strParam("INSECURE_REGISTRIES", reg.Host()),
 	}, claim("source", "source")))
@@ -465,7 +478,8 @@ func testStepAction(t *testing.T, e *env) {
 	assert.Check(t, is.Contains(run.Pod.Spec.Containers[1].Image, "/exportreport/report2results@sha256:"))
 }
 
-// Case 5: the build-export-consume Pipeline. The build task's kaniko is
+// Case 5: the build-export-consume Pipeline of the release. The build
+// task's kaniko is
 // replaced, through the BUILDER_IMAGE param, by fakekaniko (same flags,
 // writes the tarball; its image has an entrypoint, which Tekton's entrypoint
 // lookup reads from the registry since the step has no command), the
@@ -476,12 +490,9 @@ func testStepAction(t *testing.T, e *env) {
 func testPipeline(t *testing.T, e *env) {
 	reg := distribution.Start(t)
 	kaniko := stepimage.GoBuild(t, ".", "./fakekaniko")
-	builder := stepimage.Push(t, e.images.Host()+"/tools/fakekaniko", []stepimage.File{{Path: "/kaniko/executor", Source: kaniko}},
+	builder := stepimage.Push(t, e.registry+"/tools/fakekaniko", []stepimage.File{{Path: "/kaniko/executor", Source: kaniko}},
 		stepimage.Config{Entrypoint: []string{"/kaniko/executor"}, User: "65532"})
 
-	var pipe v1.Pipeline
-	decodeFile(t, e, "pipelines/build-export-consume/0.1/build-export-consume.yaml", &pipe)
-	pipe.Namespace = podrun.Namespace
 	buildContext := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "build-context", Namespace: podrun.Namespace},
 		Data: map[string]string{
@@ -490,8 +501,8 @@ func testPipeline(t *testing.T, e *env) {
 		},
 	}
 	out := sharedDir(t)
-	r := e.runner(t, &pipe, buildContext)
-	r.Claims["output"] = out
+	r := e.runner(t, buildContext)
+	r.Claim(t, "output", out)
 
 	tags := []string{reg.Host() + "/team/built:latest", reg.Host() + "/team/built:1.0"}
 	pr := &v1.PipelineRun{
