@@ -37,11 +37,56 @@ func TestCluster(t *testing.T) {
 	start := time.Now()
 	e := newClusterEnv(t)
 	t.Logf("environment ready in %s", time.Since(start).Round(time.Second))
+	t.Run("admission webhook", func(t *testing.T) { testWebhook(t, e) })
 	t.Run("cases", func(t *testing.T) { runCases(t, e) })
 	t.Run("catalog tests", func(t *testing.T) { testCatalog(t, e) })
 	t.Run("resolvers", func(t *testing.T) { testResolvers(t, e) })
 	t.Run("restricted Pod Security", func(t *testing.T) { testPodSecurity(t, e) })
 	t.Run("chains", func(t *testing.T) { testChains(t, e) })
+}
+
+// testWebhook: the API server really calls Tekton's webhook for what a
+// user applies: validation (a step named Not_A_DNS_Label is denied),
+// defaulting (a TaskRun gets the default timeout and ServiceAccount) and
+// conversion (a Task applied as tekton.dev/v1beta1 is served as v1, its
+// step's resources as computeResources).
+func testWebhook(t *testing.T, e *env) {
+	r := e.runner(t).(clusterRunner)
+	bad := &v1.Task{
+		ObjectMeta: metav1.ObjectMeta{Name: "bad-step-name"},
+		Spec:       v1.TaskSpec{Steps: []v1.Step{{Name: "Not_A_DNS_Label", Image: e.tools, Script: "true"}}},
+	}
+	_, err := r.Tekton.TektonV1().Tasks(r.Namespace).Create(ctx(t), bad, metav1.CreateOptions{})
+	assert.ErrorContains(t, err, `admission webhook "validation.webhook.pipeline.tekton.dev" denied the request`)
+	assert.ErrorContains(t, err, "Not_A_DNS_Label")
+
+	tr, err := r.Tekton.TektonV1().TaskRuns(r.Namespace).Create(ctx(t), &v1.TaskRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "defaulted"},
+		Spec:       v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: "no-such-task"}},
+	}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	assert.NilError(t, err)
+	assert.Check(t, tr.Spec.Timeout != nil && tr.Spec.Timeout.Duration == time.Hour, "timeout %v", tr.Spec.Timeout)
+	assert.Check(t, is.Equal(tr.Spec.ServiceAccountName, "default"))
+
+	r.ApplyYAML(ctx(t), t, []byte(`apiVersion: tekton.dev/v1beta1
+kind: Task
+metadata:
+  name: converted
+spec:
+  steps:
+    - name: hello
+      image: `+e.tools+`
+      script: echo hello
+      resources:
+        requests:
+          memory: 10Mi
+`))
+	got, err := r.Tekton.TektonV1().Tasks(r.Namespace).Get(ctx(t), "converted", metav1.GetOptions{})
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(got.Spec.Steps, 1))
+	assert.Check(t, is.Equal(got.Spec.Steps[0].Script, "echo hello"))
+	// v1beta1's step "resources" is v1's "computeResources".
+	assert.Check(t, is.Equal(got.Spec.Steps[0].ComputeResources.Requests.Memory().String(), "10Mi"))
 }
 
 // requireFeatureFlags fails t unless Tekton's feature-flags ConfigMap on
