@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/client"
 
+	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -60,8 +61,9 @@ type Options struct {
 	ReportSchema report.Schema
 
 	// Insecure lists registry hosts ("host" or "host:port") spoken to over
-	// plain HTTP or TLS without certificate verification. A host without a
-	// port matches every port of that host; nothing else is affected.
+	// plain HTTP or TLS without certificate verification, matched by
+	// insecure.Hosts.Match (case-insensitive; a host without a port
+	// matches every port of that host); nothing else is affected.
 	Insecure []string
 	// Jobs bounds parallel blob uploads per repository (>= 1).
 	Jobs int
@@ -106,7 +108,7 @@ type plan struct {
 	opts       Options
 	source     *Source
 	tags       []name.Tag
-	insecure   hostSet
+	insecure   insecure.Hosts
 	platform   *v1.Platform
 	schema     report.Schema
 	reportPath string
@@ -220,7 +222,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(retryStatusCodes...)),
 		}
 		if src.Transport == TransportRemote {
-			if ref, err := name.ParseReference(src.Ref); err == nil && p.insecure.match(ref.Context().RegistryStr()) {
+			if ref, err := name.ParseReference(src.Ref); err == nil && p.insecure.Match(ref.Context().RegistryStr()) {
 				sopts = append(sopts, WithNameOptions(name.Insecure))
 			}
 		}
@@ -293,11 +295,11 @@ func newPlan(opts Options) (*plan, error) {
 		return nil, inputErrorf("-jobs must be at least 1, got %d", opts.Jobs)
 	}
 
-	insecure, err := parseHosts(opts.Insecure)
+	hosts, err := insecure.Parse(opts.Insecure)
 	if err != nil {
 		return nil, badInput(err)
 	}
-	p.insecure = insecure
+	p.insecure = hosts
 
 	switch {
 	case opts.Artifact != nil && opts.Source != "":
@@ -382,7 +384,7 @@ func checkReportPath(path string) error {
 
 // parseTag parses a destination: a tag, never a digest. Only references to
 // an insecure host get name.Insecure.
-func parseTag(s string, insecure hostSet) (name.Tag, error) {
+func parseTag(s string, insecureHosts insecure.Hosts) (name.Tag, error) {
 	if strings.Contains(s, "@") {
 		return name.Tag{}, errors.New("must be a tag, not a digest reference")
 	}
@@ -398,44 +400,10 @@ func parseTag(s string, insecure hostSet) (name.Tag, error) {
 	if err != nil {
 		return name.Tag{}, err
 	}
-	if insecure.match(t.RegistryStr()) {
+	if insecureHosts.Match(t.RegistryStr()) {
 		return name.NewTag(s, name.Insecure)
 	}
 	return t, nil
-}
-
-// hostSet is the parsed -insecure-registry list.
-type hostSet map[string]bool
-
-func parseHosts(hosts []string) (hostSet, error) {
-	set := hostSet{}
-	for _, h := range hosts {
-		if h == "" || strings.Contains(h, "/") {
-			return nil, fmt.Errorf("-insecure-registry %q: want HOST or HOST:PORT, without scheme or path", h)
-		}
-		if _, err := name.NewRegistry(h, name.StrictValidation); err != nil {
-			return nil, fmt.Errorf("-insecure-registry %q: %v", h, err)
-		}
-		set[strings.ToLower(h)] = true
-	}
-	return set, nil
-}
-
-// match reports whether host ("host" or "host:port", as in a URL or a
-// registry name) is insecure: listed exactly, or its hostname listed
-// without a port.
-func (s hostSet) match(host string) bool {
-	if len(s) == 0 {
-		return false
-	}
-	host = strings.ToLower(host)
-	if s[host] {
-		return true
-	}
-	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
-		return s[host[:i]]
-	}
-	return false
 }
 
 // progressWriter is where progress lines go, nil when quiet.

@@ -13,14 +13,16 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/exportreport/exportreport/pkg/insecure"
 )
 
 // newRegistryTransport returns base, or when nil a clone of
 // remote.DefaultTransport that verifies TLS for every host except the
 // insecure ones. TLS verification is switched off per request host, never
 // globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
-func newRegistryTransport(base http.RoundTripper, insecure hostSet) http.RoundTripper {
-	return newRegistryTransportIdle(base, insecure, DefaultIdleTimeout)
+func newRegistryTransport(base http.RoundTripper, insecureHosts insecure.Hosts) http.RoundTripper {
+	return newRegistryTransportIdle(base, insecureHosts, DefaultIdleTimeout)
 }
 
 // DefaultIdleTimeout is how long a registry connection may go without a
@@ -30,7 +32,7 @@ const DefaultIdleTimeout = 2 * time.Minute
 // newRegistryTransportIdle is newRegistryTransport whose connections fail
 // after idle without a byte read or written (a stalled registry): the
 // request then fails like a reset, and is retried or fails the export.
-func newRegistryTransportIdle(base http.RoundTripper, insecure hostSet, idle time.Duration) http.RoundTripper {
+func newRegistryTransportIdle(base http.RoundTripper, insecureHosts insecure.Hosts, idle time.Duration) http.RoundTripper {
 	if base != nil {
 		return base
 	}
@@ -45,7 +47,7 @@ func newRegistryTransportIdle(base http.RoundTripper, insecure hostSet, idle tim
 			return &idleConn{Conn: c, idle: idle}, nil
 		}
 	}
-	if len(insecure) == 0 {
+	if len(insecureHosts) == 0 {
 		return secure
 	}
 	unverified := secure.Clone()
@@ -53,7 +55,7 @@ func newRegistryTransportIdle(base http.RoundTripper, insecure hostSet, idle tim
 		unverified.TLSClientConfig = &tls.Config{}
 	}
 	unverified.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only for hosts given with -insecure-registry
-	return &hostTLSTransport{secure: secure, unverified: unverified, insecure: insecure}
+	return &hostTLSTransport{secure: secure, unverified: unverified, insecure: insecureHosts}
 }
 
 // idleConn fails once no byte has moved in either direction for idle. Every
@@ -138,11 +140,11 @@ type writerOnly struct{ io.Writer }
 // that skips TLS verification, and all others through a verifying one.
 type hostTLSTransport struct {
 	secure, unverified http.RoundTripper
-	insecure           hostSet
+	insecure           insecure.Hosts
 }
 
 func (t *hostTLSTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.insecure.match(req.URL.Host) {
+	if t.insecure.Match(req.URL.Host) {
 		return t.unverified.RoundTrip(req)
 	}
 	return t.secure.RoundTrip(req)

@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/exportreport/exportreport/pkg/atomicfile"
+	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -55,7 +56,7 @@ type Option func(*options)
 
 type options struct {
 	offline   bool
-	insecure  map[string]bool
+	insecure  insecure.Hosts
 	keychain  authn.Keychain
 	transport http.RoundTripper
 	logger    *slog.Logger
@@ -66,13 +67,10 @@ type options struct {
 func WithOffline(offline bool) Option { return func(o *options) { o.offline = offline } }
 
 // WithInsecureRegistries lets Describe talk plain HTTP, or HTTPS without
-// certificate verification, to these hosts (host[:port]) and no others.
+// certificate verification, to these hosts (host[:port]) and no others,
+// matched as insecure.Hosts.Match says (the rule export-step applies).
 func WithInsecureRegistries(hosts ...string) Option {
-	return func(o *options) {
-		for _, h := range hosts {
-			o.insecure[h] = true
-		}
-	}
+	return func(o *options) { o.insecure = append(o.insecure, hosts...) }
 }
 
 // WithKeychain sets where credentials come from; the default is
@@ -93,7 +91,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // for FIRST_TAG_REPOSITORY@DIGEST, checking that the registry's digest is
 // the report's. A report without a digest (a daemon export) is an error.
 func Describe(ctx context.Context, r *report.Report, opts ...Option) (v1.Descriptor, error) {
-	o := options{insecure: map[string]bool{}, keychain: authn.DefaultKeychain, logger: slog.New(slog.DiscardHandler)}
+	o := options{keychain: authn.DefaultKeychain, logger: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -148,7 +146,7 @@ func Describe(ctx context.Context, r *report.Report, opts ...Option) (v1.Descrip
 // default. An insecure host gets certificate verification turned off (plain
 // HTTP is chosen by name.Insecure on the reference).
 func (o *options) transportFor(host string) http.RoundTripper {
-	if !o.insecure[host] {
+	if !o.insecure.Match(host) {
 		return o.transport
 	}
 	base := o.transport
@@ -169,13 +167,13 @@ func (o *options) transportFor(host string) http.RoundTripper {
 
 // digestReference turns a tag into REPOSITORY@digest, marking the registry
 // insecure when the host was named with WithInsecureRegistries.
-func digestReference(tag string, digest v1.Hash, insecure map[string]bool) (name.Digest, error) {
+func digestReference(tag string, digest v1.Hash, insecureHosts insecure.Hosts) (name.Digest, error) {
 	ref, err := name.ParseReference(tag)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("tag %q: %w", tag, err)
 	}
 	repo := ref.Context()
-	if insecure[repo.RegistryStr()] {
+	if insecureHosts.Match(repo.RegistryStr()) {
 		repo, err = name.NewRepository(repo.Name(), name.Insecure)
 		if err != nil {
 			return name.Digest{}, fmt.Errorf("tag %q: %w", tag, err)

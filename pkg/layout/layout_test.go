@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -297,6 +298,16 @@ func TestDescribeInsecureRegistry(t *testing.T) {
 	assert.ErrorContains(t, err, "HEAD "+reg.host)
 
 	got, err := layout.Describe(context.Background(), r, layout.WithInsecureRegistries(reg.host))
+	assert.NilError(t, err)
+	assert.Equal(t, got.Size, want.Size)
+	assert.Equal(t, reg.heads(), 1)
+
+	// The one -insecure-registry rule (pkg/insecure, as export-step
+	// applies it): a host listed without a port covers every port of it.
+	hostOnly, _, err := net.SplitHostPort(reg.host)
+	assert.NilError(t, err)
+	reg.push(t, img)
+	got, err = layout.Describe(context.Background(), r, layout.WithInsecureRegistries(hostOnly))
 	assert.NilError(t, err)
 	assert.Equal(t, got.Size, want.Size)
 	assert.Equal(t, reg.heads(), 1)
