@@ -270,7 +270,7 @@ func TestHelp(t *testing.T) {
 	res := run(t, t.TempDir(), env(), "-h")
 	assert.Equal(t, res.code, 0)
 	assert.Equal(t, res.stdout, "")
-	for _, f := range []string{"-report", "-results-dir", "-results", "-prefix", "-oci-layout", "-wait", "-termination-message", "-offline", "-insecure-registry", "-quiet"} {
+	for _, f := range []string{"-report", "-results-dir", "-results", "-prefix", "-oci-layout", "-oci-layout-blobs", "-wait", "-termination-message", "-offline", "-insecure-registry", "-quiet"} {
 		assert.Assert(t, regexp.MustCompile(`(?m)^  `+f+`( |$)`).MatchString(res.stderr), "usage lacks %s: %s", f, res.stderr)
 	}
 }
@@ -388,6 +388,9 @@ func TestOCILayoutRegistryRequests(t *testing.T) {
 		{"lifecycle report, -insecure-registry: one HEAD", lifecycleReport(desc.Digest.String(), desc.Size, tags...), []string{"-insecure-registry", reg.host}, 0, -1, 1},
 		{"lifecycle report, -insecure-registry list and empty: one HEAD", lifecycleReport(desc.Digest.String(), desc.Size, tags...), []string{"-insecure-registry=", "-insecure-registry", "other.example.com:5000, " + reg.host}, 0, -1, 1},
 		{"lifecycle report, -offline: no request, an error", lifecycleReport(desc.Digest.String(), desc.Size, tags...), []string{"-offline"}, 2, 0, 0},
+		// The HEAD, then one GET each of the manifest and the config.
+		{"lifecycle report, -oci-layout-blobs manifest", lifecycleReport(desc.Digest.String(), desc.Size, tags...), []string{"-oci-layout-blobs", "manifest"}, 0, -1, 1},
+		{"our report, -oci-layout-blobs manifest -offline: an error", ours, []string{"-oci-layout-blobs", "manifest", "-offline"}, 2, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg.reset()
@@ -414,6 +417,8 @@ func TestOCILayoutRegistryRequests(t *testing.T) {
 				assert.Equal(t, d.MediaType, desc.MediaType)
 				assert.Equal(t, d.Annotations["io.containerd.image.name"], tags[i])
 			}
+			_, err = os.Stat(filepath.Join(dir, "layout", "blobs", "sha256", desc.Digest.Hex))
+			assert.Equal(t, err == nil, strings.Contains(tc.name, "-oci-layout-blobs"), "manifest blob: %v", err)
 		})
 	}
 }

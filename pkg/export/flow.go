@@ -196,11 +196,11 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	}
 
 	if opts.OCILayout != "" {
-		desc, err := writeOCILayout(opts.OCILayout, art, p.tags[0])
+		desc, err := writeOCILayout(opts.OCILayout, art, p.tags)
 		if err != nil {
 			return nil, fmt.Errorf("image WAS %s, but -oci-layout failed: %w", what, err)
 		}
-		p.log.Info("wrote OCI layout", "dir", opts.OCILayout, "ref", p.tags[0].TagStr(), "digest", desc.Digest.String())
+		p.log.Info("wrote OCI layout", "dir", opts.OCILayout, "tags", len(p.tags), "digest", desc.Digest.String())
 	}
 
 	if err := report.Write(p.reportPath, rep, p.schema); err != nil {

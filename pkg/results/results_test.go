@@ -595,3 +595,116 @@ func BenchmarkRun(b *testing.B) {
 		})
 	}
 }
+
+// TestOCILayoutMerged: -oci-layout into a layout that already lists other
+// images (the build's own layout) keeps every descriptor that names none
+// of the report's tags, replaces those that do (by
+// io.containerd.image.name or a full reference in ref.name, normalised; or
+// a bare ref.name equal to a tag's tag when no full name says otherwise),
+// and adds the report's. The layout's blobs are not touched.
+func TestOCILayoutMerged(t *testing.T) {
+	const (
+		a = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		b = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	)
+	desc := func(d, annotations string) string {
+		s := `{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":7,"digest":"` + d + `"`
+		if annotations != "" {
+			s += `,"annotations":{` + annotations + `}`
+		}
+		return s + `}`
+	}
+	existing := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` +
+		desc(a, "") + `,` + // no name at all: kept
+		desc(a, `"org.opencontainers.image.ref.name":"build"`) + `,` + // another tag: kept
+		desc(b, `"io.containerd.image.name":"registry.example.com/other/app:latest","org.opencontainers.image.ref.name":"latest"`) + `,` + // same tag, other repository: kept
+		desc(b, `"io.containerd.image.name":"registry.example.com/team/app:latest","org.opencontainers.image.ref.name":"latest"`) + `,` + // ours: replaced
+		desc(b, `"org.opencontainers.image.ref.name":"registry.example.com/team/app:1.4.2"`) + `,` + // ours, full ref.name: replaced
+		desc(b, `"org.opencontainers.image.ref.name":"latest"`) + `,` + // a bare tag of ours (oci:DIR:latest): replaced
+		desc(a, `"io.containerd.image.name":"mirror.example.com:5000/app:1.4.2","vnd.example.note":"x"`) + // ours: replaced
+		`],"annotations":{"vnd.example.layout":"kept"}}`
+
+	o := testOptions(t)
+	o.Kinds = nil
+	o.OCILayout = filepath.Join(t.TempDir(), "layout")
+	o.Offline = true
+	mkdir(t, filepath.Join(o.OCILayout, "blobs", "sha256"))
+	blob := filepath.Join(o.OCILayout, "blobs", "sha256", strings.TrimPrefix(a, "sha256:"))
+	assert.NilError(t, os.WriteFile(blob, []byte("manifest"), 0o644))
+	assert.NilError(t, os.WriteFile(filepath.Join(o.OCILayout, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644))
+	assert.NilError(t, os.WriteFile(filepath.Join(o.OCILayout, "index.json"), []byte(existing), 0o644))
+
+	assert.NilError(t, runReport(context.Background(), o, registryReport(), slog.New(slog.DiscardHandler)))
+
+	raw, err := os.ReadFile(filepath.Join(o.OCILayout, "index.json"))
+	assert.NilError(t, err)
+	var got struct {
+		Annotations map[string]string `json:"annotations"`
+		Manifests   []struct {
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	assert.NilError(t, json.Unmarshal(raw, &got))
+	var names []string
+	for _, m := range got.Manifests {
+		names = append(names, m.Digest[7:8]+" "+m.Annotations["io.containerd.image.name"]+" "+m.Annotations["org.opencontainers.image.ref.name"])
+	}
+	assert.DeepEqual(t, names, []string{
+		"a  ",
+		"a  build",
+		"b registry.example.com/other/app:latest latest",
+		"9 registry.example.com/team/app:latest latest",
+		"9 registry.example.com/team/app:1.4.2 1.4.2",
+		"9 mirror.example.com:5000/app:1.4.2 1.4.2",
+	})
+	assert.DeepEqual(t, got.Annotations, map[string]string{"vnd.example.layout": "kept"})
+	golden.Assert(t, string(raw), "merged/index.json.golden")
+	b2, err := os.ReadFile(blob)
+	assert.NilError(t, err)
+	assert.Equal(t, string(b2), "manifest")
+
+	// An index.json that is not one is never overwritten: exit 2, nothing written.
+	assert.NilError(t, os.WriteFile(filepath.Join(o.OCILayout, "index.json"), []byte(`{"manifests":[`), 0o644))
+	err = runReport(context.Background(), o, registryReport(), slog.New(slog.DiscardHandler))
+	assert.Check(t, errors.Is(err, ErrBadInput), "%v", err)
+	assert.ErrorContains(t, err, "-oci-layout "+o.OCILayout+": index.json: ")
+	raw, err = os.ReadFile(filepath.Join(o.OCILayout, "index.json"))
+	assert.NilError(t, err)
+	assert.Equal(t, string(raw), `{"manifests":[`)
+}
+
+// TestOCILayoutBlobsChecked: -oci-layout-blobs is checked before anything
+// is read or written; offline, fetching is bad input.
+func TestOCILayoutBlobsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name, blobs, layout string
+		offline             bool
+		want                string
+	}{
+		{"unknown value", "all", "layout", false, `-oci-layout-blobs "all": want none or manifest`},
+		{"without -oci-layout", BlobsManifest, "", false, "-oci-layout-blobs manifest: needs -oci-layout"},
+		{"offline", BlobsManifest, "layout", true, "-oci-layout-blobs manifest: fetching manifests and configs needs the registry and -offline forbids asking it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t, DefaultKinds...)
+			mkdir(t, o.ResultsDir)
+			o.ReportPath = filepath.Join(t.TempDir(), "report.toml")
+			writeReport(t, o.ReportPath, reportTOML)
+			o.OCILayoutBlobs, o.Offline = tc.blobs, tc.offline
+			if tc.layout != "" {
+				o.OCILayout = filepath.Join(t.TempDir(), tc.layout)
+			}
+			err := Run(context.Background(), o)
+			assert.Check(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.ErrorContains(t, err, tc.want)
+			entries, err := os.ReadDir(o.ResultsDir)
+			assert.NilError(t, err)
+			assert.Check(t, is.Len(entries, 0), "nothing written")
+			if o.OCILayout != "" {
+				_, err := os.Stat(o.OCILayout)
+				assert.Check(t, errors.Is(err, fs.ErrNotExist), "layout written: %v", err)
+			}
+		})
+	}
+}

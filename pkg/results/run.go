@@ -23,8 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
 	"github.com/exportreport/exportreport/pkg/atomicfile"
 	"github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
@@ -44,8 +42,14 @@ type Options struct {
 	// Prefix, when set, names results PREFIX_IMAGE_DIGEST and so on.
 	Prefix string
 	// OCILayout, when set, is a directory to make an OCI image layout
-	// describing the report (oci-layout + index.json).
+	// describing the report (oci-layout + index.json), merged into the
+	// layout already there.
 	OCILayout string
+	// OCILayoutBlobs says which blobs to fetch from the registry into
+	// OCILayout: BlobsNone (or "") only lists descriptors, BlobsManifest
+	// also fetches the manifests and configs (no layers), so that tools can
+	// inspect the image from the layout.
+	OCILayoutBlobs string
 	// TerminationMessage, when set, is a file to write the report to as
 	// compact JSON of at most Budget bytes.
 	TerminationMessage string
@@ -65,6 +69,12 @@ type Options struct {
 	LayoutOptions []layout.Option
 }
 
+// Values of Options.OCILayoutBlobs (-oci-layout-blobs).
+const (
+	BlobsNone     = "none"
+	BlobsManifest = "manifest"
+)
+
 // pollInterval bounds how often Run looks for the report while waiting.
 const pollInterval = 100 * time.Millisecond
 
@@ -83,6 +93,15 @@ func Run(ctx context.Context, o Options) error {
 		if !known(k) {
 			return badInputf("-results: unknown result %q; known: %s", k, joinKinds(Kinds))
 		}
+	}
+	switch o.OCILayoutBlobs {
+	case "", BlobsNone:
+	case BlobsManifest:
+		if o.OCILayout == "" {
+			return badInputf("-oci-layout-blobs %s: needs -oci-layout", o.OCILayoutBlobs)
+		}
+	default:
+		return badInputf("-oci-layout-blobs %q: want %s or %s", o.OCILayoutBlobs, BlobsNone, BlobsManifest)
 	}
 
 	r, err := readReport(ctx, o.ReportPath, o.Wait, log)
@@ -117,10 +136,16 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 			return err
 		}
 	}
-	var idx v1.ImageIndex
+	var idx []byte
+	var blobs layout.Blobs
 	if o.OCILayout != "" {
 		if idx, err = index(ctx, r, o, log); err != nil {
 			return err
+		}
+		if o.OCILayoutBlobs == BlobsManifest {
+			if blobs, err = fetchBlobs(ctx, r, o, log); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -131,10 +156,14 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 		writeFile, writeLayout = atomicfile.WriteFile, layout.WriteDurable
 	}
 	if idx != nil {
+		// Blobs first: a descriptor is listed once what it points to is there.
+		if err := layout.WriteBlobs(o.OCILayout, blobs, o.Fsync); err != nil {
+			return err
+		}
 		if err := writeLayout(o.OCILayout, idx); err != nil {
 			return err
 		}
-		log.Info("wrote OCI layout", "dir", o.OCILayout, "tags", len(r.Image.Tags))
+		log.Info("wrote OCI layout", "dir", o.OCILayout, "tags", len(r.Image.Tags), "blobs", len(blobs))
 	}
 	if msg != nil {
 		if err := writeMessage(o.TerminationMessage, msg, o.Fsync, log); err != nil {
@@ -200,19 +229,14 @@ func waitFor(ctx context.Context, path string, wait time.Duration, log *slog.Log
 	}
 }
 
-// index builds the OCI image index for -oci-layout: the report's descriptor
-// (asking the registry for what the report lacks, unless offline) under
-// every tag.
-func index(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (v1.ImageIndex, error) {
+// index builds the index.json for -oci-layout: the layout's own index, if
+// it has one, merged with the report's descriptor (asking the registry for
+// what the report lacks, unless offline) under every tag.
+func index(ctx context.Context, r *report.Report, o Options, log *slog.Logger) ([]byte, error) {
 	if r.Image.Digest == "" {
 		return nil, badInputf("-oci-layout %s: report %s is from a daemon export: it has image_id but no registry digest, which an OCI layout needs", o.OCILayout, o.ReportPath)
 	}
-	opts := append([]layout.Option{
-		layout.WithOffline(o.Offline),
-		layout.WithInsecureRegistries(o.InsecureRegistries...),
-		layout.WithLogger(log),
-	}, o.LayoutOptions...)
-	desc, err := layout.Describe(ctx, r, opts...)
+	desc, err := layout.Describe(ctx, r, o.layoutOptions(log)...)
 	if errors.Is(err, layout.ErrNeedRegistry) {
 		return nil, badInputf("-oci-layout %s: report %s: %v", o.OCILayout, o.ReportPath, err)
 	}
@@ -223,10 +247,36 @@ func index(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (
 	if err != nil {
 		return nil, badInputf("-oci-layout %s: report %s: %v", o.OCILayout, o.ReportPath, err)
 	}
-	if _, err := idx.RawManifest(); err != nil {
-		return nil, fmt.Errorf("-oci-layout %s: %w", o.OCILayout, err)
+	merged, err := layout.Merge(o.OCILayout, idx)
+	if errors.Is(err, layout.ErrBadIndex) {
+		return nil, badInputf("%v", err)
 	}
-	return idx, nil
+	return merged, err
+}
+
+// fetchBlobs gets the manifests and configs for -oci-layout-blobs manifest.
+func fetchBlobs(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (layout.Blobs, error) {
+	if err := layout.CheckBlobsDir(o.OCILayout); err != nil {
+		return nil, badInputf("%v", err)
+	}
+	blobs, err := layout.FetchManifests(ctx, r, o.layoutOptions(log)...)
+	if errors.Is(err, layout.ErrNeedBlobs) {
+		return nil, badInputf("-oci-layout-blobs %s: %v", o.OCILayoutBlobs, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("-oci-layout-blobs %s: report %s: %w", o.OCILayoutBlobs, o.ReportPath, err)
+	}
+	return blobs, nil
+}
+
+// layoutOptions are the package layout options o implies, then
+// o.LayoutOptions.
+func (o Options) layoutOptions(log *slog.Logger) []layout.Option {
+	return append([]layout.Option{
+		layout.WithOffline(o.Offline),
+		layout.WithInsecureRegistries(o.InsecureRegistries...),
+		layout.WithLogger(log),
+	}, o.LayoutOptions...)
 }
 
 // otherResults returns the results already in dir that this run will not
