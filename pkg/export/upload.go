@@ -281,16 +281,14 @@ func imageBlobs(img v1.Image, mountFrom name.Repository) ([]blob, error) {
 type blobUploader struct {
 	rc       *registryClient
 	fallback func(ctx context.Context, l v1.Layer) error
-	updates  chan<- v1.Update
-
-	total, done atomic.Int64
+	counter  *progressCounter // never nil
 }
 
 // upload uploads blobs, jobs at a time. With check, blobs of headThreshold
 // and more get a HEAD first.
 func (u *blobUploader) upload(ctx context.Context, blobs []blob, jobs int, check bool) error {
 	for _, b := range blobs {
-		u.total.Add(b.size)
+		u.counter.total.Add(b.size)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(jobs, 1))
@@ -364,8 +362,10 @@ func (u *blobUploader) monolithic(ctx context.Context, b blob) error {
 		return &sourceError{err}
 	}
 	defer rc.Close()
-	var sent int64
-	var body io.Reader = &countingReader{r: rc, add: func(n int64) { sent += n; u.progress(n) }}
+	// The body may be read after Do returned (net/http's writer goroutine):
+	// what it counts is atomic.
+	var sent atomic.Int64
+	var body io.Reader = &countingReader{r: rc, add: func(n int64) { sent.Add(n); u.progress(n) }}
 	if f, ok := rc.(*os.File); ok {
 		body = &fileBody{countingReader: body.(*countingReader), f: f}
 	}
@@ -377,12 +377,12 @@ func (u *blobUploader) monolithic(ctx context.Context, b blob) error {
 	preq.Header.Set("Content-Type", "application/octet-stream")
 	presp, err := u.rc.http.Do(preq)
 	if err != nil {
-		u.progress(-sent)
+		u.progress(-sent.Load())
 		return err
 	}
 	defer presp.Body.Close()
 	if err := transport.CheckError(presp, http.StatusCreated); err != nil {
-		u.progress(-sent)
+		u.progress(-sent.Load())
 		return refusable(err)
 	}
 	// The bytes were counted as the transport read them; the registry
@@ -391,12 +391,8 @@ func (u *blobUploader) monolithic(ctx context.Context, b blob) error {
 	return nil
 }
 
-func (u *blobUploader) progress(n int64) {
-	done := u.done.Add(n)
-	if u.updates != nil && n >= 0 {
-		u.updates <- v1.Update{Total: u.total.Load(), Complete: done}
-	}
-}
+// progress counts n bytes sent (negative: taken back after a failed try).
+func (u *blobUploader) progress(n int64) { u.counter.done.Add(n) }
 
 // refusedStatusCodes answer a monolithic upload that the registry does not
 // take (method not allowed or not implemented, a body too large for one
