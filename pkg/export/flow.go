@@ -26,6 +26,9 @@ import (
 // DefaultJobs is the default number of parallel blob uploads (-jobs).
 const DefaultJobs = 4
 
+// DefaultTimeout is the default time budget of an export (-timeout).
+const DefaultTimeout = 10 * time.Minute
+
 // UserAgent is sent to registries.
 const UserAgent = "exportreport/export-step"
 
@@ -90,6 +93,12 @@ type Options struct {
 	// this long (a stalled registry); zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 
+	// Timeout is the whole export's time budget, from the first request to
+	// the report: retries, Retry-After waits and stalled connections
+	// (IdleTimeout) included; a retry that would come after it is not
+	// made. Zero means DefaultTimeout.
+	Timeout time.Duration
+
 	// progressInterval overrides the 1s progress period (tests).
 	progressInterval time.Duration
 }
@@ -112,6 +121,7 @@ type plan struct {
 	platform   *v1.Platform
 	schema     report.Schema
 	reportPath string
+	timeout    time.Duration
 	stderr     io.Writer
 	log        *slog.Logger
 	keychain   authn.Keychain
@@ -140,6 +150,24 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	if err := report.Remove(p.reportPath); err != nil {
 		return nil, fmt.Errorf("remove stale report %s: %w", p.reportPath, err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	rep, err := p.run(ctx)
+	switch {
+	case err == nil:
+	case errors.Is(err, errBudget):
+		return nil, fmt.Errorf("-timeout %s: %w", p.timeout, err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return nil, fmt.Errorf("-timeout %s: the export did not finish within its time budget: %w", p.timeout, err)
+	}
+	return rep, err
+}
+
+// run is Run once the inputs are checked and the stale report removed,
+// within the time budget (ctx).
+func (p *plan) run(ctx context.Context) (*report.Report, error) {
+	opts := p.opts
+	var err error
 
 	var docker *client.Client
 	if opts.Daemon || (p.source != nil && p.source.Transport == TransportDaemon) {
@@ -153,7 +181,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	if idle == 0 {
 		idle = DefaultIdleTimeout
 	}
-	rt := withManifestBlobRetry(withRetryAfter(newRegistryTransportIdle(opts.Transport, p.insecure, idle)))
+	rt := withRetryAfter(newRegistryTransportIdle(opts.Transport, p.insecure, idle))
 
 	art, err := p.open(ctx, docker, rt)
 	if err != nil {
@@ -219,7 +247,8 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 		sopts := []SourceOption{
 			WithRemoteOptions(remote.WithContext(ctx), remote.WithAuthFromKeychain(p.keychain),
 				remote.WithTransport(rt), remote.WithUserAgent(UserAgent), remote.WithJobs(p.opts.Jobs),
-				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(retryStatusCodes...)),
+				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(retryStatusCodes...),
+				remote.WithRetryPredicate(isTransient)),
 		}
 		if src.Transport == TransportRemote {
 			if ref, err := name.ParseReference(src.Ref); err == nil && p.insecure.Match(ref.Context().RegistryStr()) {
@@ -293,6 +322,12 @@ func newPlan(opts Options) (*plan, error) {
 
 	if opts.Jobs < 1 {
 		return nil, inputErrorf("-jobs must be at least 1, got %d", opts.Jobs)
+	}
+	switch p.timeout = opts.Timeout; {
+	case p.timeout == 0:
+		p.timeout = DefaultTimeout
+	case p.timeout < 0:
+		return nil, inputErrorf("-timeout must be positive, got %s", opts.Timeout)
 	}
 
 	hosts, err := insecure.Parse(opts.Insecure)

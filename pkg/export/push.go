@@ -223,6 +223,7 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 			remote.WithUserAgent(UserAgent),
 			remote.WithRetryBackoff(c.backoff),
 			remote.WithRetryStatusCodes(retryStatusCodes...),
+			remote.WithRetryPredicate(isTransient),
 		)
 	}
 
@@ -302,6 +303,7 @@ func registryDigest(ctx context.Context, t name.Tag, rec *digestRecorder, c regi
 		remote.WithUserAgent(UserAgent),
 		remote.WithRetryBackoff(c.backoff),
 		remote.WithRetryStatusCodes(retryStatusCodes...),
+		remote.WithRetryPredicate(isTransient),
 	}
 	d, err := remote.Head(t, opts...)
 	if err == nil {

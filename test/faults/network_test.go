@@ -192,6 +192,8 @@ func TestSlowOrStalledRegistry(t *testing.T) {
 		src  string
 		want v1.Hash
 		idle time.Duration
+		// timeout is export.Options.Timeout (0: the default, 10 min).
+		timeout time.Duration
 		// setup starts the proxies and returns the host to push to.
 		setup func(t *testing.T) string
 		outcome
@@ -213,6 +215,13 @@ func TestSlowOrStalledRegistry(t *testing.T) {
 				}
 			}})
 			return f.Host()
+		}},
+		// The time budget bounds a stalled connection too: with the
+		// default idle timeout (2 min) the export ends at -timeout.
+		{name: "stalled from the first request, default idle timeout, -timeout 3s", src: small, timeout: 3 * time.Second, outcome: fails, setup: func(t *testing.T) string {
+			tox := StartToxiproxy(t, reg.Host())
+			tox.AddToxic(t, stall)
+			return tox.Host()
 		}},
 		{name: "slow (1 MiB/s up), idle timeout 5s", src: big, want: bigDigest, idle: 5 * time.Second, outcome: succeeds, setup: func(t *testing.T) string {
 			tox := StartToxiproxy(t, reg.Host())
@@ -237,7 +246,7 @@ func TestSlowOrStalledRegistry(t *testing.T) {
 			start := time.Now()
 			rep, err := exportpkg.Run(ctx, exportpkg.Options{
 				Source: "oci:" + tc.src, Tags: []string{tag}, Insecure: []string{host},
-				Jobs: 4, ReportPath: reportPath, IdleTimeout: tc.idle, Quiet: true, Stderr: io.Discard,
+				Jobs: 4, ReportPath: reportPath, IdleTimeout: tc.idle, Timeout: tc.timeout, Quiet: true, Stderr: io.Discard,
 			})
 			took := time.Since(start)
 			t.Logf("took %s: %v", took, err)
@@ -253,6 +262,10 @@ func TestSlowOrStalledRegistry(t *testing.T) {
 			assert.Check(t, !errors.Is(err, exportpkg.ErrBadInput))
 			assert.Check(t, is.ErrorContains(err, host))
 			assert.Check(t, took < stallBound, "gave up after %s, bound %s", took, stallBound)
+			if tc.timeout > 0 {
+				assert.Check(t, is.ErrorContains(err, "-timeout "+tc.timeout.String()+": the export did not finish within its time budget"))
+				assert.Check(t, took >= tc.timeout && took < tc.timeout+5*time.Second, "gave up after %s, -timeout %s", took, tc.timeout)
+			}
 			assertNoFile(t, reportPath)
 		})
 	}
