@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -241,7 +242,9 @@ func TestFailures(t *testing.T) {
 		{"bad insecure registry", registryReport, []string{"-insecure-registry", "http://x/"}, 2, "-insecure-registry"},
 		{"bad insecure registry in a list", registryReport, []string{"-insecure-registry", "ok.example.com,a b"}, 2, `want HOST[:PORT] without scheme or path, got "a b"`},
 		{"negative wait", registryReport, []string{"-wait", "-1s"}, 2, "-wait -1s"},
-		{"wait runs out", "", []string{"-wait", "50ms"}, 2, "-wait 50ms"},
+		{"wait runs out", "", []string{"-wait", "50ms", "-quiet"}, 2, "-wait 50ms"},
+		{"wait runs out, only an earlier report there", registryReport, []string{"-wait", "50ms", "-quiet"}, 2, "-wait 50ms: report.toml: no report written after this run started"},
+		{"-newer missing", registryReport, []string{"-newer", "nothing"}, 2, "-newer nothing: "},
 		{"offline and size missing", lifecycleReport(digest, 0, deadHost+"/team/app:latest"), []string{"-oci-layout", "layout", "-offline"}, 2, "-offline forbids asking the registry"},
 		{"daemon report and -oci-layout", daemonReport, []string{"-results", "IMAGE_ID", "-oci-layout", "layout"}, 2, "-oci-layout layout: report report.toml is from a daemon export"},
 		{"results dir missing", registryReport, []string{"-results-dir", "nowhere"}, 2, "-results-dir nowhere"},
@@ -270,7 +273,7 @@ func TestHelp(t *testing.T) {
 	res := run(t, t.TempDir(), env(), "-h")
 	assert.Equal(t, res.code, 0)
 	assert.Equal(t, res.stdout, "")
-	for _, f := range []string{"-report", "-results-dir", "-results", "-prefix", "-oci-layout", "-oci-layout-blobs", "-wait", "-termination-message", "-offline", "-insecure-registry", "-quiet"} {
+	for _, f := range []string{"-report", "-results-dir", "-results", "-prefix", "-oci-layout", "-oci-layout-blobs", "-wait", "-newer", "-termination-message", "-offline", "-insecure-registry", "-quiet"} {
 		assert.Assert(t, regexp.MustCompile(`(?m)^  `+f+`( |$)`).MatchString(res.stderr), "usage lacks %s: %s", f, res.stderr)
 	}
 }
@@ -299,21 +302,35 @@ func TestTerminationMessage(t *testing.T) {
 	assert.DeepEqual(t, readResults(t, filepath.Join(dir, "results")), map[string]string{})
 }
 
-// TestWait: the report appears while the command waits for it.
+// TestWait: the report appears while the command waits for it; a report
+// already there when it started (an earlier run's) is not taken.
 func TestWait(t *testing.T) {
-	dir := workdir(t, "")
-	cmd := exec.Command(binary, "-results-dir", "results", "-wait", "2m", "-quiet")
-	cmd.Dir = dir
-	cmd.Env = env()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	assert.NilError(t, cmd.Start())
-	// Written as export-step does: a temp file renamed into place.
-	tmp := filepath.Join(dir, ".report.toml.tmp")
-	assert.NilError(t, os.WriteFile(tmp, []byte(registryReport), 0o644))
-	assert.NilError(t, os.Rename(tmp, filepath.Join(dir, "report.toml")))
-	assert.NilError(t, cmd.Wait(), stderr.String())
-	assert.Equal(t, readResults(t, filepath.Join(dir, "results"))["IMAGE_DIGEST"], digest)
+	for _, tc := range []struct {
+		name, before string
+	}{
+		{"no report yet", ""},
+		{"an earlier run's report there", strings.Replace(registryReport, digest, "sha256:"+strings.Repeat("0", 64), 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := workdir(t, tc.before)
+			cmd := exec.Command(binary, "-results-dir", "results", "-wait", "2m")
+			cmd.Dir = dir
+			cmd.Env = env()
+			stderr, err := cmd.StderrPipe()
+			assert.NilError(t, err)
+			assert.NilError(t, cmd.Start())
+			lines := bufio.NewScanner(stderr)
+			for lines.Scan() && !strings.Contains(lines.Text(), "waiting for the report") {
+			}
+			// Written as export-step does: a temp file renamed into place.
+			tmp := filepath.Join(dir, ".report.toml.tmp")
+			assert.NilError(t, os.WriteFile(tmp, []byte(registryReport), 0o644))
+			assert.NilError(t, os.Rename(tmp, filepath.Join(dir, "report.toml")))
+			rest, _ := io.ReadAll(stderr)
+			assert.NilError(t, cmd.Wait(), string(rest))
+			assert.Equal(t, readResults(t, filepath.Join(dir, "results"))["IMAGE_DIGEST"], digest)
+		})
+	}
 }
 
 // countingRegistry is go-containerregistry's in-process registry counting

@@ -708,3 +708,93 @@ func TestOCILayoutBlobsChecked(t *testing.T) {
 		})
 	}
 }
+
+// staleTOML is a report a previous run left on a persistent workspace.
+var staleTOML = strings.Replace(reportTOML, digest, other, 1)
+
+// TestRunWaitIgnoresAStaleReport: with -wait, a report that was already
+// there when the run started (a previous run's, on a persistent workspace)
+// is not taken: the run waits for one written after it started, and fails
+// when none comes. Before, it returned the stale report's values at once.
+func TestRunWaitIgnoresAStaleReport(t *testing.T) {
+	t.Run("a new report replaces it: its values", func(t *testing.T) {
+		o := testOptions(t, DefaultKinds...)
+		mkdir(t, o.ResultsDir)
+		o.ReportPath = filepath.Join(t.TempDir(), "report.toml")
+		writeReport(t, o.ReportPath, staleTOML)
+		o.Wait = 5 * time.Minute // bounded; the test ends as soon as the report appears
+		waiting := make(chan struct{})
+		o.Logger = slog.New(signalHandler{Handler: slog.DiscardHandler, waiting: waiting})
+		done := make(chan error, 1)
+		go func() { done <- Run(context.Background(), o) }()
+		select {
+		case <-waiting: // Run has seen the stale report and is polling
+		case err := <-done:
+			t.Fatalf("Run returned without waiting: %v", err)
+		}
+		writeReport(t, o.ReportPath, reportTOML)
+		assert.NilError(t, <-done)
+		b, err := os.ReadFile(filepath.Join(o.ResultsDir, "IMAGE_DIGEST"))
+		assert.NilError(t, err)
+		assert.Equal(t, string(b), digest)
+	})
+	t.Run("no new report: an error, nothing written", func(t *testing.T) {
+		o := testOptions(t, DefaultKinds...)
+		mkdir(t, o.ResultsDir)
+		o.ReportPath = filepath.Join(t.TempDir(), "report.toml")
+		writeReport(t, o.ReportPath, staleTOML)
+		o.Wait = 50 * time.Millisecond
+		err := Run(context.Background(), o)
+		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+		assert.ErrorContains(t, err, "-wait 50ms: "+o.ReportPath+": no report written after this run started")
+		entries, err := os.ReadDir(o.ResultsDir)
+		assert.NilError(t, err)
+		assert.Check(t, is.Len(entries, 0))
+	})
+}
+
+// TestRunNewer: -newer FILE names the point the report must be newer than
+// (its modification time), with or without -wait.
+func TestRunNewer(t *testing.T) {
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		report  time.Time // the report's mtime
+		wait    time.Duration
+		wantErr string
+	}{
+		{name: "newer: taken", report: base.Add(time.Second)},
+		{name: "newer, with -wait: taken at once", report: base.Add(time.Second), wait: time.Minute},
+		{name: "as old: refused", report: base, wantErr: "is not newer than -newer"},
+		{name: "older: refused", report: base.Add(-time.Hour), wantErr: "is not newer than -newer"},
+		{name: "older, with -wait: waited for, then refused", report: base.Add(-time.Hour), wait: 50 * time.Millisecond, wantErr: "-wait 50ms: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t, DefaultKinds...)
+			mkdir(t, o.ResultsDir)
+			dir := t.TempDir()
+			o.ReportPath = filepath.Join(dir, "report.toml")
+			writeReport(t, o.ReportPath, reportTOML)
+			assert.NilError(t, os.Chtimes(o.ReportPath, tc.report, tc.report))
+			o.Newer = filepath.Join(dir, "started")
+			assert.NilError(t, os.WriteFile(o.Newer, nil, 0o644))
+			assert.NilError(t, os.Chtimes(o.Newer, base, base))
+			o.Wait = tc.wait
+			err := Run(context.Background(), o)
+			if tc.wantErr == "" {
+				assert.NilError(t, err)
+				return
+			}
+			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.ErrorContains(t, err, tc.wantErr)
+			assert.ErrorContains(t, err, o.Newer)
+		})
+	}
+	t.Run("-newer missing: bad input", func(t *testing.T) {
+		o := testOptions(t, DefaultKinds...)
+		o.Newer = filepath.Join(t.TempDir(), "nothing")
+		err := Run(context.Background(), o)
+		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+		assert.ErrorContains(t, err, "-newer "+o.Newer)
+	})
+}

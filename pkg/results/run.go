@@ -32,9 +32,15 @@ import (
 type Options struct {
 	// ReportPath is the report to read.
 	ReportPath string
-	// Wait, when positive, is how long to wait for ReportPath to appear
-	// (a parallel step or sidecar writes it, atomically, by rename).
+	// Wait, when positive, is how long to wait for a report at ReportPath
+	// written after this run started (a sidecar or another container writes
+	// it, atomically, by rename): one that was there already, a previous
+	// run's on a persistent workspace, is not taken.
 	Wait time.Duration
+	// Newer, when set, is a file the report must be newer than (its
+	// modification time), instead of "written after this run started";
+	// also without Wait.
+	Newer string
 	// ResultsDir is where result files go (Tekton: /tekton/results).
 	ResultsDir string
 	// Kinds are the results to write; none writes no result files.
@@ -104,7 +110,7 @@ func Run(ctx context.Context, o Options) error {
 		return badInputf("-oci-layout-blobs %q: want %s or %s", o.OCILayoutBlobs, BlobsNone, BlobsManifest)
 	}
 
-	r, err := readReport(ctx, o.ReportPath, o.Wait, log)
+	r, err := readReport(ctx, o, log)
 	if err != nil {
 		return err
 	}
@@ -181,14 +187,75 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 	return nil
 }
 
-// readReport reads the report at path, first waiting up to wait for it to
-// appear. The writer renames a complete report into place, so a report that
-// exists is whole.
-func readReport(ctx context.Context, path string, wait time.Duration, log *slog.Logger) (*report.Report, error) {
+// fresh says whether the report file fi is one this run may take: with
+// neither Wait nor Newer, any; with Newer, one modified after that file;
+// with Wait alone, one that is not the file that was at the report path when
+// the run started (another file renamed into place, or this one written to
+// since). What it knows of the start is taken once, by newFreshness.
+type freshness struct {
+	newer   string      // -newer FILE, or ""
+	mark    fs.FileInfo // -newer's file; or the report as found at the start (nil: none)
+	checked bool        // Wait or Newer given
+}
+
+func newFreshness(o Options) (*freshness, error) {
+	f := &freshness{newer: o.Newer, checked: o.Wait > 0 || o.Newer != ""}
+	if o.Newer != "" {
+		fi, err := os.Stat(o.Newer)
+		if err != nil {
+			return nil, badInputf("-newer %s: %v", o.Newer, err)
+		}
+		f.mark = fi
+		return f, nil
+	}
+	if o.Wait > 0 {
+		if fi, err := os.Stat(o.ReportPath); err == nil {
+			f.mark = fi
+		}
+	}
+	return f, nil
+}
+
+func (f *freshness) fresh(fi fs.FileInfo) bool {
+	switch {
+	case !f.checked:
+		return true
+	case f.newer != "":
+		return fi.ModTime().After(f.mark.ModTime())
+	case f.mark == nil:
+		return true
+	}
+	return !os.SameFile(fi, f.mark) || fi.Size() != f.mark.Size() || !fi.ModTime().Equal(f.mark.ModTime())
+}
+
+// stale is the error for a report this run may not take.
+func (f *freshness) stale(path string, wait time.Duration) error {
+	prefix := ""
 	if wait > 0 {
-		if err := waitFor(ctx, path, wait, log); err != nil {
+		prefix = fmt.Sprintf("-wait %s: ", wait)
+	}
+	if f.newer != "" {
+		return badInputf("%sreport %s is not newer than -newer %s (written by an earlier run?)", prefix, path, f.newer)
+	}
+	return badInputf("%s%s: no report written after this run started (the one there is from before it: an earlier run's?)", prefix, path)
+}
+
+// readReport reads the report at path, first waiting up to wait for a
+// fresh one (freshness). The writer renames a complete report into place,
+// so a report that exists is whole.
+func readReport(ctx context.Context, o Options, log *slog.Logger) (*report.Report, error) {
+	path, wait := o.ReportPath, o.Wait
+	f, err := newFreshness(o)
+	if err != nil {
+		return nil, err
+	}
+	if wait > 0 {
+		if err := waitFor(ctx, path, wait, f, log); err != nil {
 			return nil, err
 		}
+	}
+	if fi, err := os.Stat(path); err == nil && !f.fresh(fi) {
+		return nil, f.stale(path, wait)
 	}
 	r, err := report.Read(path)
 	if err != nil {
@@ -200,15 +267,16 @@ func readReport(ctx context.Context, path string, wait time.Duration, log *slog.
 	return r, nil
 }
 
-// waitFor polls for path until it exists, wait runs out or ctx is done.
-// Running out is not an error here: report.Read then says the file is
-// missing.
-func waitFor(ctx context.Context, path string, wait time.Duration, log *slog.Logger) error {
+// waitFor polls for a fresh report at path until there is one, wait runs
+// out or ctx is done. Running out is not an error here: the caller then
+// says what it found.
+func waitFor(ctx context.Context, path string, wait time.Duration, f *freshness, log *slog.Logger) error {
 	deadline := time.Now().Add(wait)
 	interval := min(pollInterval, max(wait/10, time.Millisecond))
 	logged := false
 	for {
-		if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		fi, err := os.Stat(path)
+		if (err == nil && f.fresh(fi)) || (err != nil && !errors.Is(err, fs.ErrNotExist)) {
 			return nil
 		}
 		left := time.Until(deadline)
@@ -216,7 +284,7 @@ func waitFor(ctx context.Context, path string, wait time.Duration, log *slog.Log
 			return nil
 		}
 		if !logged {
-			log.Debug("waiting for the report", "path", path, "wait", wait)
+			log.Info("waiting for the report", "path", path, "wait", wait, "earlier_report_ignored", err == nil)
 			logged = true
 		}
 		t := time.NewTimer(min(interval, left))
