@@ -44,6 +44,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.DurationVar(&o.Wait, "wait", 0, "wait up to `DURATION` for a report written after this run started (one already there is an earlier run's)")
 	fs.StringVar(&o.Newer, "newer", "", "take only a report newer than `FILE` (its modification time), instead of one written after this run started")
 	fs.StringVar(&o.TerminationMessage, "termination-message", "", "also write the report as compact JSON (<= 4096 bytes) to file `F`")
+	fs.IntVar(&o.MaxResultSize, "max-result-size", results.DefaultMaxResultSize, "the results' size budget `N` in bytes: Tekton's max-result-size (4096, the termination message; larger with results-from: sidecar-logs, per result)")
 	fs.BoolVar(&o.Offline, "offline", false, "never contact a registry")
 	fs.BoolVar(&o.Fsync, "fsync", false, "fsync every file written (for an -oci-layout on a volume that must survive a node crash); without it files are still replaced atomically")
 	fs.Var(&insecure, "insecure-registry", "plain HTTP / unverified TLS for `HOST`[:PORT] only (repeatable, or comma-separated)")
@@ -64,6 +65,10 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if o.Wait < 0 {
 		fmt.Fprintf(stderr, "report2results: -wait %s: must not be negative\n", o.Wait)
+		return 2
+	}
+	if err := results.CheckMaxResultSize(o.MaxResultSize); err != nil {
+		fmt.Fprintf(stderr, "report2results: %v\n", err)
 		return 2
 	}
 	kinds, err := results.ParseKinds(list)

@@ -105,6 +105,15 @@ func manyTagsReport() string {
 	return fmt.Sprintf("[image]\ntags = [%s]\ndigest = %q\n", quoteAll(tags), digest)
 }
 
+// manyTagsImages is the IMAGES result of manyTagsReport.
+func manyTagsImages() string {
+	var lines []string
+	for i := range 60 {
+		lines = append(lines, fmt.Sprintf("registry.example.com/team/app:v%d@%s", i, digest))
+	}
+	return strings.Join(lines, "\n")
+}
+
 type result struct {
 	code           int
 	stdout, stderr string
@@ -192,6 +201,14 @@ func TestSuccess(t *testing.T) {
 			},
 		},
 		{
+			// 60 tags: IMAGES alone is over 4096 bytes; with results-from:
+			// sidecar-logs and a larger max-result-size it fits.
+			name:   "IMAGES over 4096 bytes, -max-result-size 8192",
+			report: manyTagsReport(),
+			args:   []string{"-results", "IMAGES", "-max-result-size", "8192"},
+			want:   map[string]string{"IMAGES": manyTagsImages()},
+		},
+		{
 			name:   "daemon report",
 			report: daemonReport,
 			args:   []string{"-results", "IMAGE_ID,IMAGE_URL"},
@@ -239,6 +256,8 @@ func TestFailures(t *testing.T) {
 		{"daemon report, default results", daemonReport, nil, 2, "-results IMAGE_DIGEST: report report.toml is from a daemon export: it has image_id but no registry digest; ask for IMAGE_ID"},
 		{"registry report asked for IMAGE_ID", registryReport, []string{"-results", "IMAGE_ID"}, 2, "ask for IMAGE_DIGEST"},
 		{"budget", manyTagsReport(), []string{"-results", "IMAGE_DIGEST,IMAGES"}, 2, "bytes of Tekton's 4096-byte termination message budget"},
+		{"budget, -max-result-size 300", registryReport, []string{"-results", "IMAGE_DIGEST,IMAGES", "-max-result-size", "300"}, 2, "bytes of the 300-byte -max-result-size"},
+		{"-max-result-size 0", registryReport, []string{"-max-result-size", "0"}, 2, "-max-result-size 0: want 1 to 1572863"},
 		{"bad insecure registry", registryReport, []string{"-insecure-registry", "http://x/"}, 2, "-insecure-registry"},
 		{"bad insecure registry in a list", registryReport, []string{"-insecure-registry", "ok.example.com,a b"}, 2, `want HOST[:PORT] without scheme or path, got "a b"`},
 		{"negative wait", registryReport, []string{"-wait", "-1s"}, 2, "-wait -1s"},
@@ -273,7 +292,7 @@ func TestHelp(t *testing.T) {
 	res := run(t, t.TempDir(), env(), "-h")
 	assert.Equal(t, res.code, 0)
 	assert.Equal(t, res.stdout, "")
-	for _, f := range []string{"-report", "-results-dir", "-results", "-prefix", "-oci-layout", "-oci-layout-blobs", "-wait", "-newer", "-termination-message", "-offline", "-insecure-registry", "-quiet"} {
+	for _, f := range []string{"-report", "-results-dir", "-results", "-prefix", "-oci-layout", "-oci-layout-blobs", "-wait", "-newer", "-max-result-size", "-termination-message", "-offline", "-insecure-registry", "-quiet"} {
 		assert.Assert(t, regexp.MustCompile(`(?m)^  `+f+`( |$)`).MatchString(res.stderr), "usage lacks %s: %s", f, res.stderr)
 	}
 }

@@ -272,15 +272,15 @@ func TestCheckBudget(t *testing.T) {
 	base := MessageSize([]Result{{"IMAGES", ""}}, nil)
 	fits := []Result{{"IMAGES", strings.Repeat("x", Budget-base)}}
 	assert.Equal(t, MessageSize(fits, nil), Budget)
-	assert.NilError(t, CheckBudget("/tekton/results", fits, nil))
+	assert.NilError(t, CheckBudget("/tekton/results", fits, nil, Budget))
 
 	over := []Result{{"IMAGES", strings.Repeat("x", Budget-base+1)}}
-	err := CheckBudget("/tekton/results", over, nil)
+	err := CheckBudget("/tekton/results", over, nil, Budget)
 	assert.Assert(t, errors.Is(err, ErrBadInput))
 	assert.ErrorContains(t, err, fmt.Sprintf("-results-dir /tekton/results: the results would take %d bytes of Tekton's 4096-byte termination message budget", Budget+1))
 
 	// Results of other steps count.
-	err = CheckBudget("/tekton/results", fits, []Result{{"X", ""}})
+	err = CheckBudget("/tekton/results", fits, []Result{{"X", ""}}, Budget)
 	assert.ErrorContains(t, err, "and 1 other result files already in the directory")
 }
 
@@ -797,4 +797,61 @@ func TestRunNewer(t *testing.T) {
 		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
 		assert.ErrorContains(t, err, "-newer "+o.Newer)
 	})
+}
+
+// tagsReport is a registry report with n tags.
+func tagsReport(n int) *report.Report {
+	r := registryReport()
+	r.Image.Tags = nil
+	for i := range n {
+		r.Image.Tags = append(r.Image.Tags, fmt.Sprintf("registry.example.com/team/app:v%d", i))
+	}
+	return r
+}
+
+// TestMaxResultSize: -max-result-size is Tekton's max-result-size. Up to
+// 4096 the results share the termination message, which must fit in it;
+// above, only results-from: sidecar-logs carries them, each result's log
+// line checked alone. Before, the budget was 4096 whatever the cluster.
+func TestMaxResultSize(t *testing.T) {
+	images := func(r *report.Report) int { // IMAGES' sidecar log line
+		res, err := Compute(r, "report.toml", []Kind{Images}, "")
+		assert.NilError(t, err)
+		return SidecarLineSize(res[0])
+	}
+	big := tagsReport(100) // IMAGES alone: about 11 KB
+	for _, tc := range []struct {
+		name    string
+		r       *report.Report
+		max     int
+		wantErr string
+	}{
+		{name: "default: the termination message", r: big, wantErr: "of Tekton's 4096-byte termination message budget"},
+		{name: "4096: the same", r: big, max: 4096, wantErr: "of Tekton's 4096-byte termination message budget"},
+		{name: "smaller: stricter", r: tagsReport(10), max: 600, wantErr: "of the 600-byte -max-result-size"},
+		{name: "sidecar-logs, large enough", r: big, max: images(big)},
+		{name: "sidecar-logs, one byte short", r: big, max: images(big) - 1, wantErr: fmt.Sprintf("result IMAGES would take %d bytes, over the %d-byte -max-result-size", images(big), images(big)-1)},
+		{name: "the largest Tekton takes", r: big, max: MaxMaxResultSize},
+		{name: "over it", r: big, max: MaxMaxResultSize + 1, wantErr: "-max-result-size 1572864: want 1 to 1572863"},
+		{name: "negative", r: big, max: -1, wantErr: "-max-result-size -1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t, ImageDigest, ImageURL, Images)
+			mkdir(t, o.ResultsDir)
+			o.ReportPath = filepath.Join(t.TempDir(), "report.toml")
+			assert.NilError(t, report.Write(o.ReportPath, tc.r, report.SchemaRFC))
+			o.MaxResultSize = tc.max
+			err := Run(context.Background(), o)
+			entries, rerr := os.ReadDir(o.ResultsDir)
+			assert.NilError(t, rerr)
+			if tc.wantErr == "" {
+				assert.NilError(t, err)
+				assert.Check(t, is.Len(entries, 3))
+				return
+			}
+			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.ErrorContains(t, err, tc.wantErr)
+			assert.Check(t, is.Len(entries, 0), "nothing written")
+		})
+	}
 }

@@ -12,6 +12,7 @@
 package results
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,9 @@ type Options struct {
 	// TerminationMessage, when set, is a file to write the report to as
 	// compact JSON of at most Budget bytes.
 	TerminationMessage string
+	// MaxResultSize is Tekton's max-result-size, the results' size budget
+	// (CheckBudget); zero means DefaultMaxResultSize (4096).
+	MaxResultSize int
 	// Offline forbids registry requests.
 	Offline bool
 	// Fsync makes every file written durable (fsync of the file and its
@@ -95,6 +99,12 @@ func Run(ctx context.Context, o Options) error {
 	if err := CheckPrefix(o.Prefix); err != nil {
 		return err
 	}
+	if o.MaxResultSize == 0 {
+		o.MaxResultSize = DefaultMaxResultSize
+	}
+	if err := CheckMaxResultSize(o.MaxResultSize); err != nil {
+		return err
+	}
 	for _, k := range o.Kinds {
 		if !known(k) {
 			return badInputf("-results: unknown result %q; known: %s", k, joinKinds(Kinds))
@@ -125,11 +135,12 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 		return err
 	}
 	if len(res) > 0 {
-		others, err := otherResults(o.ResultsDir, res)
+		maxSize := cmp.Or(o.MaxResultSize, DefaultMaxResultSize)
+		others, err := otherResults(o.ResultsDir, res, maxSize)
 		if err != nil {
 			return err
 		}
-		if err := CheckBudget(o.ResultsDir, res, others); err != nil {
+		if err := CheckBudget(o.ResultsDir, res, others, maxSize); err != nil {
 			return err
 		}
 	}
@@ -351,7 +362,7 @@ func (o Options) layoutOptions(log *slog.Logger) []layout.Option {
 // overwrite: Tekton's entrypoint puts every declared result present into the
 // same termination message, so they count against the budget. Temp files
 // and names that cannot be results are skipped.
-func otherResults(dir string, ours []Result) ([]Result, error) {
+func otherResults(dir string, ours []Result, maxSize int) ([]Result, error) {
 	if err := checkDir(dir, "-results-dir "+dir); err != nil {
 		return nil, err
 	}
@@ -374,7 +385,7 @@ func otherResults(dir string, ours []Result) ([]Result, error) {
 			return nil, fmt.Errorf("-results-dir %s: %w", dir, err)
 		}
 		// More than the budget cannot fit anyway; don't read a huge file.
-		b, err := io.ReadAll(io.LimitReader(f, Budget+1))
+		b, err := io.ReadAll(io.LimitReader(f, int64(max(maxSize, Budget))+1))
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("-results-dir %s: %w", dir, err)
