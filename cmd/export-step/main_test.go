@@ -219,6 +219,8 @@ func TestBadUsageExitsTwoAndTouchesNothing(t *testing.T) {
 		{name: "jobs 0", args: append([]string{"-jobs", "0"}, append(ok, tag)...), want: "-jobs"},
 		{name: "jobs negative", args: append([]string{"-jobs", "-3"}, append(ok, tag)...), want: "-jobs"},
 		{name: "jobs not a number", args: append([]string{"-jobs", "many"}, append(ok, tag)...), want: "-jobs"},
+		{name: "timeout 0", args: append([]string{"-timeout", "0s"}, append(ok, tag)...), want: "-timeout must be positive"},
+		{name: "timeout not a duration", args: append([]string{"-timeout", "10"}, append(ok, tag)...), want: "-timeout"},
 		{name: "SOURCE_DATE_EPOCH", env: []string{"SOURCE_DATE_EPOCH=yesterday"}, args: append(ok, tag), want: "SOURCE_DATE_EPOCH"},
 		{name: "negative SOURCE_DATE_EPOCH", env: []string{"SOURCE_DATE_EPOCH=-1"}, args: append(ok, tag), want: "SOURCE_DATE_EPOCH"},
 		{name: "label without =", args: append([]string{"-label", "novalue"}, append(ok, tag)...), want: "-label"},
@@ -254,7 +256,7 @@ func TestHelp(t *testing.T) {
 	assert.Equal(t, res.code, 0)
 	assert.Equal(t, res.stdout, "")
 	for _, flag := range []string{"-source", "-daemon", "-oci-layout", "-append", "-label", "-env", "-entrypoint", "-cmd",
-		"-workdir", "-user", "-platform", "-cache-dir", "-report", "-report-schema", "-insecure-registry", "-jobs", "-quiet", "-failure-message"} {
+		"-workdir", "-user", "-platform", "-cache-dir", "-report", "-report-schema", "-insecure-registry", "-jobs", "-timeout", "-quiet", "-failure-message"} {
 		assert.Check(t, is.Regexp(`\n  `+flag+`[ \n]`, res.stderr), flag)
 	}
 }

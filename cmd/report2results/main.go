@@ -39,9 +39,12 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&o.ResultsDir, "results-dir", "/tekton/results", "`DIR` to write result files to")
 	fs.StringVar(&list, "results", "IMAGE_DIGEST,IMAGE_URL", "`LIST` of results to write, comma-separated: IMAGE_DIGEST, IMAGE_URL, IMAGES, IMAGE_ID, IMAGE_REF")
 	fs.StringVar(&o.Prefix, "prefix", "", "name results `P`_IMAGE_DIGEST, P_IMAGE_URL, ...")
-	fs.StringVar(&o.OCILayout, "oci-layout", "", "also write oci-layout + index.json (one descriptor per tag) into `DIR`")
-	fs.DurationVar(&o.Wait, "wait", 0, "wait up to `DURATION` for the report to appear")
+	fs.StringVar(&o.OCILayout, "oci-layout", "", "also write oci-layout + index.json (one descriptor per tag, merged into what DIR lists) into `DIR`")
+	fs.StringVar(&o.OCILayoutBlobs, "oci-layout-blobs", results.BlobsNone, "with -oci-layout, `WHICH` blobs to fetch from the registry: none (descriptors only) or manifest (manifests and configs, no layers)")
+	fs.DurationVar(&o.Wait, "wait", 0, "wait up to `DURATION` for a report written after this run started (one already there is an earlier run's)")
+	fs.StringVar(&o.Newer, "newer", "", "take only a report newer than `FILE` (its modification time), instead of one written after this run started")
 	fs.StringVar(&o.TerminationMessage, "termination-message", "", "also write the report as compact JSON (<= 4096 bytes) to file `F`")
+	fs.IntVar(&o.MaxResultSize, "max-result-size", results.DefaultMaxResultSize, "the results' size budget `N` in bytes: Tekton's max-result-size (4096, the termination message; larger with results-from: sidecar-logs, per result)")
 	fs.BoolVar(&o.Offline, "offline", false, "never contact a registry")
 	fs.BoolVar(&o.Fsync, "fsync", false, "fsync every file written (for an -oci-layout on a volume that must survive a node crash); without it files are still replaced atomically")
 	fs.Var(&insecure, "insecure-registry", "plain HTTP / unverified TLS for `HOST`[:PORT] only (repeatable, or comma-separated)")
@@ -62,6 +65,10 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if o.Wait < 0 {
 		fmt.Fprintf(stderr, "report2results: -wait %s: must not be negative\n", o.Wait)
+		return 2
+	}
+	if err := results.CheckMaxResultSize(o.MaxResultSize); err != nil {
+		fmt.Fprintf(stderr, "report2results: %v\n", err)
 		return 2
 	}
 	kinds, err := results.ParseKinds(list)

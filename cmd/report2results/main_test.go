@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -104,6 +105,15 @@ func manyTagsReport() string {
 	return fmt.Sprintf("[image]\ntags = [%s]\ndigest = %q\n", quoteAll(tags), digest)
 }
 
+// manyTagsImages is the IMAGES result of manyTagsReport.
+func manyTagsImages() string {
+	var lines []string
+	for i := range 60 {
+		lines = append(lines, fmt.Sprintf("registry.example.com/team/app:v%d@%s", i, digest))
+	}
+	return strings.Join(lines, "\n")
+}
+
 type result struct {
 	code           int
 	stdout, stderr string
@@ -191,6 +201,14 @@ func TestSuccess(t *testing.T) {
 			},
 		},
 		{
+			// 60 tags: IMAGES alone is over 4096 bytes; with results-from:
+			// sidecar-logs and a larger max-result-size it fits.
+			name:   "IMAGES over 4096 bytes, -max-result-size 8192",
+			report: manyTagsReport(),
+			args:   []string{"-results", "IMAGES", "-max-result-size", "8192"},
+			want:   map[string]string{"IMAGES": manyTagsImages()},
+		},
+		{
 			name:   "daemon report",
 			report: daemonReport,
 			args:   []string{"-results", "IMAGE_ID,IMAGE_URL"},
@@ -238,10 +256,14 @@ func TestFailures(t *testing.T) {
 		{"daemon report, default results", daemonReport, nil, 2, "-results IMAGE_DIGEST: report report.toml is from a daemon export: it has image_id but no registry digest; ask for IMAGE_ID"},
 		{"registry report asked for IMAGE_ID", registryReport, []string{"-results", "IMAGE_ID"}, 2, "ask for IMAGE_DIGEST"},
 		{"budget", manyTagsReport(), []string{"-results", "IMAGE_DIGEST,IMAGES"}, 2, "bytes of Tekton's 4096-byte termination message budget"},
+		{"budget, -max-result-size 300", registryReport, []string{"-results", "IMAGE_DIGEST,IMAGES", "-max-result-size", "300"}, 2, "bytes of the 300-byte -max-result-size"},
+		{"-max-result-size 0", registryReport, []string{"-max-result-size", "0"}, 2, "-max-result-size 0: want 1 to 1572863"},
 		{"bad insecure registry", registryReport, []string{"-insecure-registry", "http://x/"}, 2, "-insecure-registry"},
 		{"bad insecure registry in a list", registryReport, []string{"-insecure-registry", "ok.example.com,a b"}, 2, `want HOST[:PORT] without scheme or path, got "a b"`},
 		{"negative wait", registryReport, []string{"-wait", "-1s"}, 2, "-wait -1s"},
-		{"wait runs out", "", []string{"-wait", "50ms"}, 2, "-wait 50ms"},
+		{"wait runs out", "", []string{"-wait", "50ms", "-quiet"}, 2, "-wait 50ms"},
+		{"wait runs out, only an earlier report there", registryReport, []string{"-wait", "50ms", "-quiet"}, 2, "-wait 50ms: report.toml: no report written after this run started"},
+		{"-newer missing", registryReport, []string{"-newer", "nothing"}, 2, "-newer nothing: "},
 		{"offline and size missing", lifecycleReport(digest, 0, deadHost+"/team/app:latest"), []string{"-oci-layout", "layout", "-offline"}, 2, "-offline forbids asking the registry"},
 		{"daemon report and -oci-layout", daemonReport, []string{"-results", "IMAGE_ID", "-oci-layout", "layout"}, 2, "-oci-layout layout: report report.toml is from a daemon export"},
 		{"results dir missing", registryReport, []string{"-results-dir", "nowhere"}, 2, "-results-dir nowhere"},
@@ -270,7 +292,7 @@ func TestHelp(t *testing.T) {
 	res := run(t, t.TempDir(), env(), "-h")
 	assert.Equal(t, res.code, 0)
 	assert.Equal(t, res.stdout, "")
-	for _, f := range []string{"-report", "-results-dir", "-results", "-prefix", "-oci-layout", "-wait", "-termination-message", "-offline", "-insecure-registry", "-quiet"} {
+	for _, f := range []string{"-report", "-results-dir", "-results", "-prefix", "-oci-layout", "-oci-layout-blobs", "-wait", "-newer", "-max-result-size", "-termination-message", "-offline", "-insecure-registry", "-quiet"} {
 		assert.Assert(t, regexp.MustCompile(`(?m)^  `+f+`( |$)`).MatchString(res.stderr), "usage lacks %s: %s", f, res.stderr)
 	}
 }
@@ -299,21 +321,35 @@ func TestTerminationMessage(t *testing.T) {
 	assert.DeepEqual(t, readResults(t, filepath.Join(dir, "results")), map[string]string{})
 }
 
-// TestWait: the report appears while the command waits for it.
+// TestWait: the report appears while the command waits for it; a report
+// already there when it started (an earlier run's) is not taken.
 func TestWait(t *testing.T) {
-	dir := workdir(t, "")
-	cmd := exec.Command(binary, "-results-dir", "results", "-wait", "2m", "-quiet")
-	cmd.Dir = dir
-	cmd.Env = env()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	assert.NilError(t, cmd.Start())
-	// Written as export-step does: a temp file renamed into place.
-	tmp := filepath.Join(dir, ".report.toml.tmp")
-	assert.NilError(t, os.WriteFile(tmp, []byte(registryReport), 0o644))
-	assert.NilError(t, os.Rename(tmp, filepath.Join(dir, "report.toml")))
-	assert.NilError(t, cmd.Wait(), stderr.String())
-	assert.Equal(t, readResults(t, filepath.Join(dir, "results"))["IMAGE_DIGEST"], digest)
+	for _, tc := range []struct {
+		name, before string
+	}{
+		{"no report yet", ""},
+		{"an earlier run's report there", strings.Replace(registryReport, digest, "sha256:"+strings.Repeat("0", 64), 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := workdir(t, tc.before)
+			cmd := exec.Command(binary, "-results-dir", "results", "-wait", "2m")
+			cmd.Dir = dir
+			cmd.Env = env()
+			stderr, err := cmd.StderrPipe()
+			assert.NilError(t, err)
+			assert.NilError(t, cmd.Start())
+			lines := bufio.NewScanner(stderr)
+			for lines.Scan() && !strings.Contains(lines.Text(), "waiting for the report") {
+			}
+			// Written as export-step does: a temp file renamed into place.
+			tmp := filepath.Join(dir, ".report.toml.tmp")
+			assert.NilError(t, os.WriteFile(tmp, []byte(registryReport), 0o644))
+			assert.NilError(t, os.Rename(tmp, filepath.Join(dir, "report.toml")))
+			rest, _ := io.ReadAll(stderr)
+			assert.NilError(t, cmd.Wait(), string(rest))
+			assert.Equal(t, readResults(t, filepath.Join(dir, "results"))["IMAGE_DIGEST"], digest)
+		})
+	}
 }
 
 // countingRegistry is go-containerregistry's in-process registry counting
@@ -388,6 +424,9 @@ func TestOCILayoutRegistryRequests(t *testing.T) {
 		{"lifecycle report, -insecure-registry: one HEAD", lifecycleReport(desc.Digest.String(), desc.Size, tags...), []string{"-insecure-registry", reg.host}, 0, -1, 1},
 		{"lifecycle report, -insecure-registry list and empty: one HEAD", lifecycleReport(desc.Digest.String(), desc.Size, tags...), []string{"-insecure-registry=", "-insecure-registry", "other.example.com:5000, " + reg.host}, 0, -1, 1},
 		{"lifecycle report, -offline: no request, an error", lifecycleReport(desc.Digest.String(), desc.Size, tags...), []string{"-offline"}, 2, 0, 0},
+		// The HEAD, then one GET each of the manifest and the config.
+		{"lifecycle report, -oci-layout-blobs manifest", lifecycleReport(desc.Digest.String(), desc.Size, tags...), []string{"-oci-layout-blobs", "manifest"}, 0, -1, 1},
+		{"our report, -oci-layout-blobs manifest -offline: an error", ours, []string{"-oci-layout-blobs", "manifest", "-offline"}, 2, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg.reset()
@@ -414,6 +453,8 @@ func TestOCILayoutRegistryRequests(t *testing.T) {
 				assert.Equal(t, d.MediaType, desc.MediaType)
 				assert.Equal(t, d.Annotations["io.containerd.image.name"], tags[i])
 			}
+			_, err = os.Stat(filepath.Join(dir, "layout", "blobs", "sha256", desc.Digest.Hex))
+			assert.Equal(t, err == nil, strings.Contains(tc.name, "-oci-layout-blobs"), "manifest blob: %v", err)
 		})
 	}
 }

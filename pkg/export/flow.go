@@ -19,11 +19,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/client"
 
+	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
 // DefaultJobs is the default number of parallel blob uploads (-jobs).
 const DefaultJobs = 4
+
+// DefaultTimeout is the default time budget of an export (-timeout).
+const DefaultTimeout = 10 * time.Minute
 
 // UserAgent is sent to registries.
 const UserAgent = "exportreport/export-step"
@@ -60,8 +64,9 @@ type Options struct {
 	ReportSchema report.Schema
 
 	// Insecure lists registry hosts ("host" or "host:port") spoken to over
-	// plain HTTP or TLS without certificate verification. A host without a
-	// port matches every port of that host; nothing else is affected.
+	// plain HTTP or TLS without certificate verification, matched by
+	// insecure.Hosts.Match (case-insensitive; a host without a port
+	// matches every port of that host); nothing else is affected.
 	Insecure []string
 	// Jobs bounds parallel blob uploads per repository (>= 1).
 	Jobs int
@@ -88,6 +93,12 @@ type Options struct {
 	// this long (a stalled registry); zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
 
+	// Timeout is the whole export's time budget, from the first request to
+	// the report: retries, Retry-After waits and stalled connections
+	// (IdleTimeout) included; a retry that would come after it is not
+	// made. Zero means DefaultTimeout.
+	Timeout time.Duration
+
 	// progressInterval overrides the 1s progress period (tests).
 	progressInterval time.Duration
 }
@@ -106,10 +117,11 @@ type plan struct {
 	opts       Options
 	source     *Source
 	tags       []name.Tag
-	insecure   hostSet
+	insecure   insecure.Hosts
 	platform   *v1.Platform
 	schema     report.Schema
 	reportPath string
+	timeout    time.Duration
 	stderr     io.Writer
 	log        *slog.Logger
 	keychain   authn.Keychain
@@ -138,6 +150,24 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	if err := report.Remove(p.reportPath); err != nil {
 		return nil, fmt.Errorf("remove stale report %s: %w", p.reportPath, err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	rep, err := p.run(ctx)
+	switch {
+	case err == nil:
+	case errors.Is(err, errBudget):
+		return nil, fmt.Errorf("-timeout %s: %w", p.timeout, err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return nil, fmt.Errorf("-timeout %s: the export did not finish within its time budget: %w", p.timeout, err)
+	}
+	return rep, err
+}
+
+// run is Run once the inputs are checked and the stale report removed,
+// within the time budget (ctx).
+func (p *plan) run(ctx context.Context) (*report.Report, error) {
+	opts := p.opts
+	var err error
 
 	var docker *client.Client
 	if opts.Daemon || (p.source != nil && p.source.Transport == TransportDaemon) {
@@ -151,7 +181,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	if idle == 0 {
 		idle = DefaultIdleTimeout
 	}
-	rt := withManifestBlobRetry(withRetryAfter(newRegistryTransportIdle(opts.Transport, p.insecure, idle)))
+	rt := withRetryAfter(newRegistryTransportIdle(opts.Transport, p.insecure, idle))
 
 	art, err := p.open(ctx, docker, rt)
 	if err != nil {
@@ -194,11 +224,11 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	}
 
 	if opts.OCILayout != "" {
-		desc, err := writeOCILayout(opts.OCILayout, art, p.tags[0])
+		desc, err := writeOCILayout(opts.OCILayout, art, p.tags)
 		if err != nil {
 			return nil, fmt.Errorf("image WAS %s, but -oci-layout failed: %w", what, err)
 		}
-		p.log.Info("wrote OCI layout", "dir", opts.OCILayout, "ref", p.tags[0].TagStr(), "digest", desc.Digest.String())
+		p.log.Info("wrote OCI layout", "dir", opts.OCILayout, "tags", len(p.tags), "digest", desc.Digest.String())
 	}
 
 	if err := report.Write(p.reportPath, rep, p.schema); err != nil {
@@ -217,10 +247,11 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 		sopts := []SourceOption{
 			WithRemoteOptions(remote.WithContext(ctx), remote.WithAuthFromKeychain(p.keychain),
 				remote.WithTransport(rt), remote.WithUserAgent(UserAgent), remote.WithJobs(p.opts.Jobs),
-				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(retryStatusCodes...)),
+				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(retryStatusCodes...),
+				remote.WithRetryPredicate(isTransient)),
 		}
 		if src.Transport == TransportRemote {
-			if ref, err := name.ParseReference(src.Ref); err == nil && p.insecure.match(ref.Context().RegistryStr()) {
+			if ref, err := name.ParseReference(src.Ref); err == nil && p.insecure.Match(ref.Context().RegistryStr()) {
 				sopts = append(sopts, WithNameOptions(name.Insecure))
 			}
 		}
@@ -292,12 +323,18 @@ func newPlan(opts Options) (*plan, error) {
 	if opts.Jobs < 1 {
 		return nil, inputErrorf("-jobs must be at least 1, got %d", opts.Jobs)
 	}
+	switch p.timeout = opts.Timeout; {
+	case p.timeout == 0:
+		p.timeout = DefaultTimeout
+	case p.timeout < 0:
+		return nil, inputErrorf("-timeout must be positive, got %s", opts.Timeout)
+	}
 
-	insecure, err := parseHosts(opts.Insecure)
+	hosts, err := insecure.Parse(opts.Insecure)
 	if err != nil {
 		return nil, badInput(err)
 	}
-	p.insecure = insecure
+	p.insecure = hosts
 
 	switch {
 	case opts.Artifact != nil && opts.Source != "":
@@ -382,7 +419,7 @@ func checkReportPath(path string) error {
 
 // parseTag parses a destination: a tag, never a digest. Only references to
 // an insecure host get name.Insecure.
-func parseTag(s string, insecure hostSet) (name.Tag, error) {
+func parseTag(s string, insecureHosts insecure.Hosts) (name.Tag, error) {
 	if strings.Contains(s, "@") {
 		return name.Tag{}, errors.New("must be a tag, not a digest reference")
 	}
@@ -398,44 +435,10 @@ func parseTag(s string, insecure hostSet) (name.Tag, error) {
 	if err != nil {
 		return name.Tag{}, err
 	}
-	if insecure.match(t.RegistryStr()) {
+	if insecureHosts.Match(t.RegistryStr()) {
 		return name.NewTag(s, name.Insecure)
 	}
 	return t, nil
-}
-
-// hostSet is the parsed -insecure-registry list.
-type hostSet map[string]bool
-
-func parseHosts(hosts []string) (hostSet, error) {
-	set := hostSet{}
-	for _, h := range hosts {
-		if h == "" || strings.Contains(h, "/") {
-			return nil, fmt.Errorf("-insecure-registry %q: want HOST or HOST:PORT, without scheme or path", h)
-		}
-		if _, err := name.NewRegistry(h, name.StrictValidation); err != nil {
-			return nil, fmt.Errorf("-insecure-registry %q: %v", h, err)
-		}
-		set[strings.ToLower(h)] = true
-	}
-	return set, nil
-}
-
-// match reports whether host ("host" or "host:port", as in a URL or a
-// registry name) is insecure: listed exactly, or its hostname listed
-// without a port.
-func (s hostSet) match(host string) bool {
-	if len(s) == 0 {
-		return false
-	}
-	host = strings.ToLower(host)
-	if s[host] {
-		return true
-	}
-	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
-		return s[host[:i]]
-	}
-	return false
 }
 
 // progressWriter is where progress lines go, nil when quiet.

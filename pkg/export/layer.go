@@ -18,13 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// layerFormatVersion names the way a directory becomes a layer. Change it
-// whenever the bytes produced for the same directory change: it is part of
-// the cache key.
-const layerFormatVersion = "exportreport-layer-v1"
-
 // tarStreams counts directory tar streams produced (each one compressed or
-// hashed once); tests use it to see that a cached layer is not rebuilt.
+// hashed once): each reads every file of the directory.
 var tarStreams atomic.Int64
 
 // appendValue formats an AppendSpec as the -append flag value it came from.

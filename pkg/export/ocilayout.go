@@ -1,7 +1,6 @@
 package export
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,19 +11,17 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
-	"github.com/exportreport/exportreport/pkg/atomicfile"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 )
 
 const (
 	// AnnotationRefName is the OCI annotation naming a descriptor in
-	// index.json: the tag part of the primary destination.
-	AnnotationRefName = "org.opencontainers.image.ref.name"
+	// index.json: the tag part of a destination.
+	AnnotationRefName = ourlayout.AnnotationRefName
 	// AnnotationImageName is containerd's annotation for the full reference.
-	AnnotationImageName = "io.containerd.image.name"
+	AnnotationImageName = ourlayout.AnnotationImageName
 )
 
 // checkOCILayoutDir accepts a missing directory (it will be created), an
@@ -80,10 +77,12 @@ func checkOCILayoutDir(dir string) error {
 
 // writeOCILayout writes art (image or index, blobs streamed) into the OCI
 // image layout at dir, creating it if needed, and lists it in index.json
-// under the annotations ref.name = primary's tag and io.containerd.image.name
-// = primary's full name, replacing a descriptor with the same ref.name.
-// index.json is replaced atomically (temp file, fsync, rename).
-func writeOCILayout(dir string, art Artifact, primary name.Tag) (*v1.Descriptor, error) {
+// under every tag (annotations io.containerd.image.name = the tag's full
+// name, org.opencontainers.image.ref.name = its tag part). index.json is
+// merged into (layout.Merge): a descriptor is replaced only when it names
+// one of the tags, so reg/a:latest and then reg/b:latest into one layout
+// list both. index.json is replaced atomically (temp file, fsync, rename).
+func writeOCILayout(dir string, art Artifact, tags []name.Tag) (*v1.Descriptor, error) {
 	if err := checkOCILayoutDir(dir); err != nil {
 		return nil, err
 	}
@@ -99,59 +98,52 @@ func writeOCILayout(dir string, art Artifact, primary name.Tag) (*v1.Descriptor,
 		return nil, fmt.Errorf("open OCI layout %s: %w", dir, err)
 	}
 
-	var add mutate.Appendable
 	switch a := art.(type) {
 	case v1.Image:
 		if err := lp.WriteImage(a); err != nil {
 			return nil, fmt.Errorf("write image to OCI layout %s: %w", dir, err)
 		}
-		add = a
 	case v1.ImageIndex:
 		if err := lp.WriteIndex(a); err != nil {
 			return nil, fmt.Errorf("write index to OCI layout %s: %w", dir, err)
 		}
-		add = a
 	default:
 		return nil, fmt.Errorf("cannot write %T to an OCI layout", art)
 	}
 
-	desc, err := partial.Descriptor(add)
+	desc, err := partial.Descriptor(art)
 	if err != nil {
 		return nil, err
 	}
-	desc.Annotations = map[string]string{
-		AnnotationRefName:   primary.TagStr(),
-		AnnotationImageName: primary.Name(),
+	names := make([]string, len(tags))
+	for i, t := range tags {
+		names[i] = t.Name()
 	}
-	root, err := lp.ImageIndex()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, "index.json"), err)
-	}
-	root = mutate.AppendManifests(mutate.RemoveManifests(root, match.Name(primary.TagStr())),
-		mutate.IndexAddendum{Add: add, Descriptor: *desc})
-	im, err := root.IndexManifest()
+	ours, err := ourlayout.Index(names, *desc)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := json.MarshalIndent(im, "", "   ")
+	raw, err := ourlayout.Merge(dir, ours)
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, "index.json"), raw, 0o644); err != nil {
+	if err := ourlayout.WriteDurable(dir, raw); err != nil {
 		return nil, err
 	}
 
-	// Read it back: the layout must now name our digest under our ref.
+	// Read it back: the layout must now name our digest under each tag.
 	got, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
 		return nil, err
 	}
-	found, err := partial.FindManifests(got, match.Name(primary.TagStr()))
-	if err != nil {
-		return nil, err
-	}
-	if len(found) != 1 || found[0].Digest != desc.Digest {
-		return nil, fmt.Errorf("verify OCI layout %s: expected one %s descriptor with digest %s, found %v", dir, primary.TagStr(), desc.Digest, found)
+	for _, n := range names {
+		found, err := partial.FindManifests(got, func(d v1.Descriptor) bool { return d.Annotations[AnnotationImageName] == n })
+		if err != nil {
+			return nil, err
+		}
+		if len(found) != 1 || found[0].Digest != desc.Digest {
+			return nil, fmt.Errorf("verify OCI layout %s: expected one %s descriptor with digest %s, found %v", dir, n, desc.Digest, found)
+		}
 	}
 	return desc, nil
 }

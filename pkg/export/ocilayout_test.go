@@ -29,11 +29,15 @@ func TestRunOCILayout(t *testing.T) {
 	assert.NilError(t, err)
 	im, err := idx.IndexManifest()
 	assert.NilError(t, err)
-	assert.Equal(t, len(im.Manifests), 1)
+	assert.Equal(t, len(im.Manifests), 2) // one per tag
 	assert.Equal(t, im.Manifests[0].Digest.String(), rep.Image.Digest)
 	assert.DeepEqual(t, im.Manifests[0].Annotations, map[string]string{
 		AnnotationRefName:   "1.0",
 		AnnotationImageName: reg.ref("team/app:1.0"),
+	})
+	assert.DeepEqual(t, im.Manifests[1].Annotations, map[string]string{
+		AnnotationRefName:   "latest",
+		AnnotationImageName: reg.ref("team/app:latest"),
 	})
 	got, err := idx.Image(im.Manifests[0].Digest)
 	assert.NilError(t, err)
@@ -60,7 +64,8 @@ func TestRunOCILayout(t *testing.T) {
 	for _, d := range im.Manifests {
 		byRef[d.Annotations[AnnotationRefName]] = d
 	}
-	assert.Equal(t, len(im.Manifests), 2, "%v", im.Manifests)
+	assert.Equal(t, len(im.Manifests), 3, "%v", im.Manifests) // latest, 2.0, 1.0 again
+	assert.Equal(t, byRef["latest"].Digest.String(), digestOf(t, img))
 	assert.Equal(t, byRef["2.0"].Digest.String(), digestOf(t, other))
 	assert.Equal(t, byRef["1.0"].Digest.String(), digestOf(t, idxFromAnIndex))
 	assert.Assert(t, byRef["1.0"].MediaType.IsIndex())
@@ -91,4 +96,46 @@ func TestRunOCILayoutIntoExistingLayout(t *testing.T) {
 	im, err := idx.IndexManifest()
 	assert.NilError(t, err)
 	assert.Equal(t, len(im.Manifests), 1)
+}
+
+// TestRunOCILayoutEveryTagByFullName: -oci-layout lists the image under
+// every tag of the export, and an export of another repository with the
+// same tag part (reg/a:latest, then reg/b:latest) keeps the first: a
+// descriptor is replaced only when it names one of the export's tags.
+func TestRunOCILayoutEveryTagByFullName(t *testing.T) {
+	reg := newTestRegistry(t, nil)
+	dir := filepath.Join(t.TempDir(), "layout")
+	a, b := seededImage(t, 20, 256, 1), seededImage(t, 21, 256, 1)
+	exportToLayout(t, dir, a, reg.ref("a:latest"), reg.ref("a:1.0"))
+	exportToLayout(t, dir, b, reg.ref("b:latest"))
+	// a:1.0 again, now naming b: only that descriptor is replaced.
+	exportToLayout(t, dir, b, reg.ref("a:1.0"))
+
+	idx, err := layout.ImageIndexFromPath(dir)
+	assert.NilError(t, err)
+	im, err := idx.IndexManifest()
+	assert.NilError(t, err)
+	var got []string
+	for _, d := range im.Manifests {
+		got = append(got, d.Annotations[AnnotationImageName]+" "+d.Annotations[AnnotationRefName]+" "+d.Digest.String())
+	}
+	assert.DeepEqual(t, got, []string{
+		reg.ref("a:latest") + " latest " + digestOf(t, a),
+		reg.ref("b:latest") + " latest " + digestOf(t, b),
+		reg.ref("a:1.0") + " 1.0 " + digestOf(t, b),
+	})
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		assert.NilError(t, err)
+		assert.NilError(t, validate.Image(img))
+	}
+}
+
+// exportToLayout exports art to tags and into the OCI layout dir.
+func exportToLayout(t *testing.T, dir string, art Artifact, tags ...string) {
+	t.Helper()
+	opts := testOptions(t, art, tags...)
+	opts.OCILayout = dir
+	_, err := Run(context.Background(), opts)
+	assert.NilError(t, err)
 }

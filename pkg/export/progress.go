@@ -4,52 +4,62 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // defaultProgressInterval is both the delay before the first progress line
 // (short pushes print none) and the least time between two lines.
 const defaultProgressInterval = time.Second
 
-// printProgress consumes updates until the channel is closed and prints, at
-// most once per interval and only once the push has run for an interval,
+// progressCounter is the state of one push's progress: the bytes to send
+// and those sent so far. Anything may add to it from any goroutine at any
+// time, also a request body that net/http reads after the request returned:
+// the adds are atomic and nothing is ever closed, so a late one is harmless
+// by construction (no send on a channel another goroutine closes).
+type progressCounter struct{ total, done atomic.Int64 }
+
+// printProgress prints, every interval (and only once the push has run for
+// an interval),
 //
 //	pushing 127.0.0.1:5000/app: 12.3 MiB / 240.0 MiB (4.5 MiB/s)
 //
-// and, if it printed anything, a last line with the total and the time taken.
-// The returned channel is closed when the updates are drained.
-func printProgress(w io.Writer, label string, updates <-chan v1.Update, interval time.Duration) <-chan struct{} {
+// and, if it printed anything, a last line with the total and the time
+// taken once stop is called. stop waits for that line; it may be called
+// more than once.
+func printProgress(w io.Writer, label string, c *progressCounter, interval time.Duration) (stop func()) {
 	if interval <= 0 {
 		interval = defaultProgressInterval
 	}
-	done := make(chan struct{})
+	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		start := time.Now()
-		var last time.Time
-		var latest v1.Update
-		for u := range updates {
-			if u.Error != nil {
-				continue
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		printed := false
+		for {
+			select {
+			case now := <-tick.C:
+				printed = true
+				n := c.done.Load()
+				fmt.Fprintf(w, "pushing %s: %s / %s (%s/s)\n", label,
+					formatBytes(n), formatBytes(c.total.Load()), formatBytes(rate(n, now.Sub(start))))
+			case <-quit:
+				if printed {
+					took, n := time.Since(start), c.done.Load()
+					fmt.Fprintf(w, "pushed %s: %s in %s (%s/s)\n", label, formatBytes(n),
+						took.Round(100*time.Millisecond), formatBytes(rate(n, took)))
+				}
+				return
 			}
-			latest = u
-			now := time.Now()
-			if now.Sub(start) < interval || (!last.IsZero() && now.Sub(last) < interval) {
-				continue
-			}
-			last = now
-			fmt.Fprintf(w, "pushing %s: %s / %s (%s/s)\n", label,
-				formatBytes(u.Complete), formatBytes(u.Total), formatBytes(rate(u.Complete, now.Sub(start))))
-		}
-		if !last.IsZero() {
-			took := time.Since(start)
-			fmt.Fprintf(w, "pushed %s: %s in %s (%s/s)\n", label, formatBytes(latest.Complete),
-				took.Round(100*time.Millisecond), formatBytes(rate(latest.Complete, took)))
 		}
 	}()
-	return done
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
 }
 
 func rate(n int64, d time.Duration) int64 {

@@ -5,14 +5,18 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -123,12 +127,109 @@ func TestFormatBytes(t *testing.T) {
 
 func TestPrintProgressThrottles(t *testing.T) {
 	var out bytes.Buffer
-	updates := make(chan v1.Update)
-	done := printProgress(&out, "reg/app", updates, time.Hour)
-	for i := int64(1); i <= 100; i++ {
-		updates <- v1.Update{Complete: i, Total: 100}
+	c := &progressCounter{}
+	c.total.Add(100)
+	stop := printProgress(&out, "reg/app", c, time.Hour)
+	for range 100 {
+		c.done.Add(1)
 	}
-	close(updates)
-	<-done
+	stop()
+	stop()        // twice is harmless
+	c.done.Add(1) // and so is counting after it
 	assert.Equal(t, out.String(), "", "a push shorter than the interval prints nothing")
+}
+
+// lateReader is a registry transport that answers blob uploads without
+// reading their bodies, keeping the bodies to be read after the push has
+// returned, as net/http may do (a response that comes before the body is
+// sent: the transport's writer goroutine goes on reading it). The blobs
+// are in the registry already (seeded), so the manifest PUTs that follow
+// succeed. Everything else goes to the registry.
+type lateReader struct {
+	next   http.RoundTripper
+	mu     sync.Mutex
+	bodies []io.ReadCloser
+	n      int
+}
+
+func (l *lateReader) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := req.URL.Path
+	respond := func(status int, h http.Header) *http.Response {
+		if h == nil {
+			h = http.Header{}
+		}
+		return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: req}
+	}
+	switch {
+	case req.Method == http.MethodHead && strings.Contains(p, "/blobs/sha256:"):
+		return respond(http.StatusNotFound, nil), nil // upload everything
+	case req.Method == http.MethodPost && strings.HasSuffix(p, "/blobs/uploads/"):
+		l.mu.Lock()
+		l.n++
+		loc := fmt.Sprintf("%sfake-%d", p, l.n)
+		l.mu.Unlock()
+		return respond(http.StatusAccepted, http.Header{"Location": {loc}, "Range": {"0-0"}}), nil
+	case strings.Contains(p, "/blobs/uploads/fake-"):
+		if req.Body != nil && req.Body != http.NoBody {
+			l.mu.Lock()
+			l.bodies = append(l.bodies, req.Body)
+			l.mu.Unlock()
+		}
+		if req.Method == http.MethodPatch {
+			return respond(http.StatusAccepted, http.Header{"Location": {p}, "Range": {"0-0"}}), nil
+		}
+		return respond(http.StatusCreated, http.Header{"Docker-Content-Digest": {req.URL.Query().Get("digest")}}), nil
+	}
+	return l.next.RoundTrip(req)
+}
+
+// readLate reads what the push left unread; a panic (a send on a closed
+// channel) is returned.
+func (l *lateReader) readLate() (panicked any) {
+	defer func() { panicked = recover() }()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range l.bodies {
+		_, _ = io.Copy(io.Discard, b)
+		b.Close()
+	}
+	return nil
+}
+
+// TestProgressAfterPushReturned: a request body read after the push
+// returned (net/http may) must not break the export: progress is counted
+// with atomic adds that nothing closes, never sent on a channel. Before,
+// pushRepo closed the progress channel while a body could still send on
+// it: a panic. For an image (export-step's own upload) and an index
+// (go-containerregistry's).
+func TestProgressAfterPushReturned(t *testing.T) {
+	img := seededImage(t, 40, 64<<10, 2)
+	idx, err := random.Index(32<<10, 1, 2, random.WithSource(rand.NewSource(41)))
+	assert.NilError(t, err)
+	for _, tc := range []struct {
+		name string
+		art  Artifact
+	}{
+		{"image", img},
+		{"index", idx},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := newTestRegistry(t, nil)
+			seed := reg.ref("seed:1")
+			if i, ok := tc.art.(v1.ImageIndex); ok {
+				assert.NilError(t, remote.WriteIndex(mustRef(t, seed), i))
+			} else {
+				assert.NilError(t, remote.Write(mustRef(t, seed), tc.art.(v1.Image)))
+			}
+			late := &lateReader{next: http.DefaultTransport}
+			opts := testOptions(t, tc.art, reg.ref("app:1"))
+			opts.Transport = late
+			opts.Quiet, opts.progressInterval = false, time.Millisecond
+			_, err := Run(context.Background(), opts)
+			assert.NilError(t, err)
+			assert.Assert(t, len(late.bodies) > 0, "no blob upload was left unread")
+			got := late.readLate()
+			assert.Check(t, got == nil, "reading a body after the push returned panicked: %v", got)
+		})
+	}
 }

@@ -207,18 +207,15 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 		}
 	}
 
-	var updates chan v1.Update
+	// Progress is counted with atomic adds (progressCounter), never sent
+	// on a channel: a request body may still be read after its request
+	// returned, and after this function has.
+	counter := &progressCounter{}
 	if c.progress != nil && len(todo) > 0 && todo[0] == primary {
-		updates = make(chan v1.Update, 16)
-		done := printProgress(c.progress, g.repo.Name(), updates, c.interval)
-		// Nobody sends once the pushes below return.
-		defer func() {
-			close(updates)
-			<-done
-		}()
+		defer printProgress(c.progress, g.repo.Name(), counter, c.interval)()
 	}
-	pusher := func(progress bool) (*remote.Pusher, error) {
-		opts := []remote.Option{
+	pusher := func() (*remote.Pusher, error) {
+		return remote.NewPusher(
 			remote.WithContext(ctx),
 			remote.WithAuthFromKeychain(c.keychain),
 			remote.WithTransport(c.transport),
@@ -226,17 +223,14 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 			remote.WithUserAgent(UserAgent),
 			remote.WithRetryBackoff(c.backoff),
 			remote.WithRetryStatusCodes(retryStatusCodes...),
-		}
-		if progress && updates != nil {
-			opts = append(opts, remote.WithProgress(updates))
-		}
-		return remote.NewPusher(opts...)
+			remote.WithRetryPredicate(isTransient),
+		)
 	}
 
 	if len(todo) > 0 && todo[0] == primary {
 		if isImage {
-			u := &blobUploader{rc: rc, updates: updates, fallback: func(ctx context.Context, l v1.Layer) error {
-				p, err := pusher(false)
+			u := &blobUploader{rc: rc, counter: counter, fallback: func(ctx context.Context, l v1.Layer) error {
+				p, err := pusher()
 				if err != nil {
 					return err
 				}
@@ -249,14 +243,18 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 		} else {
 			// An index: go-containerregistry writes its children and their
 			// blobs (mounted from mountFrom's repository), then the index.
-			p, err := pusher(true)
+			p, err := pusher()
 			if err != nil {
 				return fmt.Errorf("push %s: %w", primary.Name(), err)
 			}
-			src := art
+			counter.total.Add(blobTotal(art))
+			wrap := func(l v1.Layer) v1.Layer { return &countedLayer{Layer: l, counter: counter} }
 			if mountFrom.Context().Name() != g.repo.Name() {
-				src = mountableFrom(art, mountFrom)
+				wrap = func(l v1.Layer) v1.Layer {
+					return &remote.MountableLayer{Layer: &countedLayer{Layer: l, counter: counter}, Reference: mountFrom}
+				}
 			}
+			src := wrapLayers(art, wrap)
 			if err := p.Push(ctx, primary, src); err != nil {
 				return fmt.Errorf("push %s: %w", primary.Name(), err)
 			}
@@ -305,6 +303,7 @@ func registryDigest(ctx context.Context, t name.Tag, rec *digestRecorder, c regi
 		remote.WithUserAgent(UserAgent),
 		remote.WithRetryBackoff(c.backoff),
 		remote.WithRetryStatusCodes(retryStatusCodes...),
+		remote.WithRetryPredicate(isTransient),
 	}
 	d, err := remote.Head(t, opts...)
 	if err == nil {
@@ -352,74 +351,75 @@ func (d *digestRecorder) digest(t name.Tag) string {
 	return d.got[key]
 }
 
-// mountableFrom wraps art so that its blobs are mounted from the repository
-// of from (where they were just pushed) instead of uploaded again. A registry
-// that cannot mount falls back to a plain upload.
-func mountableFrom(art Artifact, from name.Reference) Artifact {
+// wrapLayers returns art with every layer and config blob of every image
+// in it passed through wrap when the push asks for it: to mount them from
+// another repository (remote.MountableLayer) and to count the bytes read
+// (countedLayer).
+func wrapLayers(art Artifact, wrap func(v1.Layer) v1.Layer) Artifact {
 	switch a := art.(type) {
 	case v1.Image:
-		return &mountableImage{Image: a, from: from}
+		return &wrappedImage{Image: a, wrap: wrap}
 	case v1.ImageIndex:
-		return &mountableIndex{inner: a, from: from}
+		return &wrappedIndex{inner: a, wrap: wrap}
 	}
 	return art
 }
 
-type mountableImage struct {
+type wrappedImage struct {
 	v1.Image
-	from name.Reference
+	wrap func(v1.Layer) v1.Layer
 }
 
-func (m *mountableImage) Layers() ([]v1.Layer, error) {
+func (m *wrappedImage) Layers() ([]v1.Layer, error) {
 	ls, err := m.Image.Layers()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]v1.Layer, len(ls))
 	for i, l := range ls {
-		out[i] = &remote.MountableLayer{Layer: l, Reference: m.from}
+		out[i] = m.wrap(l)
 	}
 	return out, nil
 }
 
-func (m *mountableImage) ConfigLayer() (v1.Layer, error) {
+func (m *wrappedImage) ConfigLayer() (v1.Layer, error) {
 	l, err := partial.ConfigLayer(m.Image)
 	if err != nil {
 		return nil, err
 	}
-	return &remote.MountableLayer{Layer: l, Reference: m.from}, nil
+	return m.wrap(l), nil
 }
 
-type mountableIndex struct {
+type wrappedIndex struct {
 	inner v1.ImageIndex
-	from  name.Reference
+	wrap  func(v1.Layer) v1.Layer
 }
 
-func (m *mountableIndex) MediaType() (types.MediaType, error)       { return m.inner.MediaType() }
-func (m *mountableIndex) Digest() (v1.Hash, error)                  { return m.inner.Digest() }
-func (m *mountableIndex) Size() (int64, error)                      { return m.inner.Size() }
-func (m *mountableIndex) IndexManifest() (*v1.IndexManifest, error) { return m.inner.IndexManifest() }
-func (m *mountableIndex) RawManifest() ([]byte, error)              { return m.inner.RawManifest() }
+func (m *wrappedIndex) MediaType() (types.MediaType, error)       { return m.inner.MediaType() }
+func (m *wrappedIndex) Digest() (v1.Hash, error)                  { return m.inner.Digest() }
+func (m *wrappedIndex) Size() (int64, error)                      { return m.inner.Size() }
+func (m *wrappedIndex) IndexManifest() (*v1.IndexManifest, error) { return m.inner.IndexManifest() }
+func (m *wrappedIndex) RawManifest() ([]byte, error)              { return m.inner.RawManifest() }
 
-func (m *mountableIndex) Image(h v1.Hash) (v1.Image, error) {
+func (m *wrappedIndex) Image(h v1.Hash) (v1.Image, error) {
 	img, err := m.inner.Image(h)
 	if err != nil {
 		return nil, err
 	}
-	return &mountableImage{Image: img, from: m.from}, nil
+	return &wrappedImage{Image: img, wrap: m.wrap}, nil
 }
 
-func (m *mountableIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+func (m *wrappedIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
 	idx, err := m.inner.ImageIndex(h)
 	if err != nil {
 		return nil, err
 	}
-	return &mountableIndex{inner: idx, from: m.from}, nil
+	return &wrappedIndex{inner: idx, wrap: m.wrap}, nil
 }
 
 // Manifests keeps the children the wrapped index knows (lazy images, blobs)
-// and makes them mountable.
-func (m *mountableIndex) Manifests() ([]partial.Describable, error) {
+// and wraps them.
+func (m *wrappedIndex) Manifests() ([]partial.Describable, error) {
 	children, err := partial.Manifests(m.inner)
 	if err != nil {
 		return nil, err
@@ -428,14 +428,70 @@ func (m *mountableIndex) Manifests() ([]partial.Describable, error) {
 	for i, c := range children {
 		switch c := c.(type) {
 		case v1.ImageIndex:
-			out[i] = &mountableIndex{inner: c, from: m.from}
+			out[i] = &wrappedIndex{inner: c, wrap: m.wrap}
 		case v1.Image:
-			out[i] = &mountableImage{Image: c, from: m.from}
+			out[i] = &wrappedImage{Image: c, wrap: m.wrap}
 		case v1.Layer:
-			out[i] = &remote.MountableLayer{Layer: c, Reference: m.from}
+			out[i] = m.wrap(c)
 		default:
 			out[i] = c
 		}
 	}
 	return out, nil
+}
+
+// countedLayer counts the bytes read from its compressed blob into a
+// progressCounter (atomic adds: the read may come after the push returned).
+type countedLayer struct {
+	v1.Layer
+	counter *progressCounter
+}
+
+func (l *countedLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return &countedReadCloser{countingReader: countingReader{r: rc, add: func(n int64) { l.counter.done.Add(n) }}, Closer: rc}, nil
+}
+
+type countedReadCloser struct {
+	countingReader
+	io.Closer
+}
+
+// blobTotal is the size of the distributable blobs (layers and configs) of
+// every image in art, each digest once: what a push sends at most. It is
+// for progress lines only; what cannot be read counts as nothing.
+func blobTotal(art Artifact) int64 {
+	seen := map[v1.Hash]bool{}
+	var total int64
+	var walk func(a Artifact, depth int)
+	walk = func(a Artifact, depth int) {
+		switch a := a.(type) {
+		case v1.Image:
+			blobs, err := imageBlobs(a, name.Repository{})
+			if err != nil {
+				return
+			}
+			for _, b := range blobs {
+				if !seen[b.d] {
+					seen[b.d] = true
+					total += b.size
+				}
+			}
+		case v1.ImageIndex:
+			children, err := partial.Manifests(a)
+			if err != nil || depth > 4 {
+				return
+			}
+			for _, c := range children {
+				if ca, ok := c.(Artifact); ok {
+					walk(ca, depth+1)
+				}
+			}
+		}
+	}
+	walk(art, 0)
+	return total
 }

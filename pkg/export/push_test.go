@@ -23,8 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"gotest.tools/v3/assert"
-	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/test/distribution"
 )
@@ -314,26 +314,8 @@ func TestRunRetries(t *testing.T) {
 	}
 }
 
-func TestHostSetMatch(t *testing.T) {
-	set, err := parseHosts([]string{"reg.local:5000", "Plain.Example", "[::1]:5000"})
-	assert.NilError(t, err)
-	for host, want := range map[string]bool{
-		"reg.local:5000":   true,
-		"reg.local:5001":   false,
-		"reg.local":        false,
-		"plain.example":    true,
-		"plain.example:80": true,
-		"other.example":    false,
-		"[::1]:5000":       true,
-		"[::1]":            false,
-		"example":          false,
-	} {
-		assert.Check(t, is.Equal(set.match(host), want), host)
-	}
-}
-
 func TestParseTagInsecureOnlyForListedHosts(t *testing.T) {
-	set, err := parseHosts([]string{"insecure.example"})
+	set, err := insecure.Parse([]string{"insecure.example"})
 	assert.NilError(t, err)
 	a, err := parseTag("insecure.example/app:1", set)
 	assert.NilError(t, err)
@@ -541,7 +523,7 @@ func TestNewRegistryTransportTLSPolicy(t *testing.T) {
 	secure := newRegistryTransport(nil, nil).(*http.Transport)
 	assert.Assert(t, secure.TLSClientConfig == nil || !secure.TLSClientConfig.InsecureSkipVerify)
 
-	set, err := parseHosts([]string{"insecure.example:5000"})
+	set, err := insecure.Parse([]string{"insecure.example:5000"})
 	assert.NilError(t, err)
 	tr := newRegistryTransport(nil, set).(*hostTLSTransport)
 	assert.Assert(t, tr.unverified.(*http.Transport).TLSClientConfig.InsecureSkipVerify)

@@ -1,7 +1,6 @@
 package export
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -9,18 +8,21 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/exportreport/exportreport/pkg/insecure"
 )
 
 // newRegistryTransport returns base, or when nil a clone of
 // remote.DefaultTransport that verifies TLS for every host except the
 // insecure ones. TLS verification is switched off per request host, never
 // globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
-func newRegistryTransport(base http.RoundTripper, insecure hostSet) http.RoundTripper {
-	return newRegistryTransportIdle(base, insecure, DefaultIdleTimeout)
+func newRegistryTransport(base http.RoundTripper, insecureHosts insecure.Hosts) http.RoundTripper {
+	return newRegistryTransportIdle(base, insecureHosts, DefaultIdleTimeout)
 }
 
 // DefaultIdleTimeout is how long a registry connection may go without a
@@ -30,7 +32,7 @@ const DefaultIdleTimeout = 2 * time.Minute
 // newRegistryTransportIdle is newRegistryTransport whose connections fail
 // after idle without a byte read or written (a stalled registry): the
 // request then fails like a reset, and is retried or fails the export.
-func newRegistryTransportIdle(base http.RoundTripper, insecure hostSet, idle time.Duration) http.RoundTripper {
+func newRegistryTransportIdle(base http.RoundTripper, insecureHosts insecure.Hosts, idle time.Duration) http.RoundTripper {
 	if base != nil {
 		return base
 	}
@@ -45,7 +47,7 @@ func newRegistryTransportIdle(base http.RoundTripper, insecure hostSet, idle tim
 			return &idleConn{Conn: c, idle: idle}, nil
 		}
 	}
-	if len(insecure) == 0 {
+	if len(insecureHosts) == 0 {
 		return secure
 	}
 	unverified := secure.Clone()
@@ -53,7 +55,7 @@ func newRegistryTransportIdle(base http.RoundTripper, insecure hostSet, idle tim
 		unverified.TLSClientConfig = &tls.Config{}
 	}
 	unverified.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only for hosts given with -insecure-registry
-	return &hostTLSTransport{secure: secure, unverified: unverified, insecure: insecure}
+	return &hostTLSTransport{secure: secure, unverified: unverified, insecure: insecureHosts}
 }
 
 // idleConn fails once no byte has moved in either direction for idle. Every
@@ -138,27 +140,53 @@ type writerOnly struct{ io.Writer }
 // that skips TLS verification, and all others through a verifying one.
 type hostTLSTransport struct {
 	secure, unverified http.RoundTripper
-	insecure           hostSet
+	insecure           insecure.Hosts
 }
 
 func (t *hostTLSTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.insecure.match(req.URL.Host) {
+	if t.insecure.Match(req.URL.Host) {
 		return t.unverified.RoundTrip(req)
 	}
 	return t.secure.RoundTrip(req)
 }
 
 // maxRetryAfter caps how long one Retry-After makes a request wait, so that
-// a registry asking for minutes cannot stall an export: with the default
-// backoff (5 tries) a registry that keeps answering 429 or 503 with a long
-// Retry-After fails the export after at most 4 waits of this, plus the
-// backoff. docs/reliability.md gives the bounds.
+// a registry asking for minutes cannot stall an export: a request that
+// keeps getting 429 or 503 with a long Retry-After fails after at most
+// (retry tries - 1) waits of this (docs/reliability.md gives the bounds),
+// and the export's time budget (Options.Timeout) bounds them all.
 const maxRetryAfter = 10 * time.Second
 
-// withRetryAfter makes a 429 or 503 response carrying Retry-After reach the
-// retry logic above it (go-containerregistry's retrying transport and upload
-// loop) no sooner than the registry asked, capped at maxRetryAfter, so that
-// the next try respects it. A cancelled request context ends the wait.
+// retryHint is where retryAfterTransport leaves a registry's Retry-After
+// for the retry loop above it (retryTransient), which puts a fresh one into
+// the context of each try and waits at least that long before the next.
+type retryHint struct {
+	mu   sync.Mutex
+	wait time.Duration
+}
+
+type retryHintKey struct{}
+
+func (h *retryHint) set(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.wait = max(h.wait, d)
+}
+
+func (h *retryHint) get() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.wait
+}
+
+// withRetryAfter makes a 429 or 503 response carrying Retry-After delay the
+// next try of its request, capped at maxRetryAfter. Under export-step's own
+// retry loop (a retryHint in the request's context) it only tells the loop,
+// which waits; it never retries anything itself. Under go-containerregistry's
+// retries (an index push, the chunked fallback, reading a registry source),
+// which know nothing of Retry-After, the response is held back that long,
+// but never past the context's deadline (the export's time budget), and a
+// cancelled request ends the wait.
 func withRetryAfter(next http.RoundTripper) http.RoundTripper {
 	return &retryAfterTransport{next: next, now: time.Now}
 }
@@ -173,18 +201,26 @@ func (t *retryAfterTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
 		return resp, err
 	}
-	wait := retryAfter(resp.Header.Get("Retry-After"), t.now())
+	wait := min(retryAfter(resp.Header.Get("Retry-After"), t.now()), maxRetryAfter)
 	if wait <= 0 {
 		return resp, nil
 	}
-	timer := time.NewTimer(min(wait, maxRetryAfter))
+	ctx := req.Context()
+	if hint, ok := ctx.Value(retryHintKey{}).(*retryHint); ok {
+		hint.set(wait)
+		return resp, nil
+	}
+	if deadline, ok := ctx.Deadline(); ok && t.now().Add(wait).After(deadline) {
+		return resp, nil // the budget ends first: fail now, not then
+	}
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case <-timer.C:
 		return resp, nil
-	case <-req.Context().Done():
+	case <-ctx.Done():
 		resp.Body.Close()
-		return nil, req.Context().Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -208,73 +244,4 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return at.Sub(now)
 	}
 	return 0
-}
-
-// manifestBlobUnknownRetries bounds the re-sends of a manifest PUT that the
-// registry answered with MANIFEST_BLOB_UNKNOWN; the waits are
-// manifestBlobUnknownWait, doubling (0.25s, 0.5s, 1s: 1.75s at most).
-const (
-	manifestBlobUnknownRetries = 3
-	manifestBlobUnknownWait    = 250 * time.Millisecond
-)
-
-// withManifestBlobRetry re-sends a manifest PUT that the registry answered
-// 400 MANIFEST_BLOB_UNKNOWN, a few times, briefly. A manifest is PUT only
-// after every blob it references was uploaded or found, so that answer is
-// the registry's storage catching up, not a bad manifest: Distribution's
-// filesystem storage rewrites a repository's blob link in place (truncate,
-// then write) when another client finishes uploading the same blob, and a
-// manifest verified in that window is refused (seen with 8 parallel exports
-// sharing layers, test/faults TestParallelExports). Every other 4xx, and
-// this one after the last re-send, is returned as it came.
-func withManifestBlobRetry(next http.RoundTripper) http.RoundTripper {
-	return &manifestBlobRetryTransport{next: next, wait: manifestBlobUnknownWait}
-}
-
-type manifestBlobRetryTransport struct {
-	next http.RoundTripper
-	wait time.Duration
-}
-
-func (t *manifestBlobRetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method != http.MethodPut || !strings.Contains(req.URL.Path, "/manifests/") || (req.Body != nil && req.GetBody == nil) {
-		return t.next.RoundTrip(req)
-	}
-	wait := t.wait
-	for try := 0; ; try++ {
-		resp, err := t.next.RoundTrip(req)
-		if err != nil || resp.StatusCode != http.StatusBadRequest || try == manifestBlobUnknownRetries {
-			return resp, err
-		}
-		body, rerr := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		if rerr != nil || !bytes.Contains(body, []byte("MANIFEST_BLOB_UNKNOWN")) {
-			return resp, nil
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-		case <-req.Context().Done():
-			timer.Stop()
-			return resp, nil
-		}
-		wait *= 2
-		if req, err = rewind(req); err != nil {
-			return resp, nil
-		}
-	}
-}
-
-// rewind returns a copy of req with a fresh body from GetBody.
-func rewind(req *http.Request) (*http.Request, error) {
-	next := req.Clone(req.Context())
-	if req.GetBody != nil {
-		body, err := req.GetBody()
-		if err != nil {
-			return nil, err
-		}
-		next.Body = body
-	}
-	return next, nil
 }

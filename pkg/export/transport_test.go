@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"net"
@@ -12,9 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -90,6 +94,31 @@ func TestRetryAfterTransport(t *testing.T) {
 		})
 	}
 
+	t.Run("under export-step's retry loop: not held, the loop is told", func(t *testing.T) {
+		hint := &retryHint{}
+		rt := withRetryAfter(respond(429, "7"))
+		req, err := http.NewRequestWithContext(context.WithValue(context.Background(), retryHintKey{}, hint), http.MethodGet, "http://registry.test/v2/", nil)
+		assert.NilError(t, err)
+		start := time.Now()
+		_, err = rt.RoundTrip(req)
+		assert.NilError(t, err)
+		assert.Check(t, time.Since(start) < time.Second, "held back")
+		assert.Equal(t, hint.get(), 7*time.Second)
+	})
+
+	t.Run("a wait past the deadline is not begun", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		rt := withRetryAfter(respond(503, "5"))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://registry.test/v2/", nil)
+		assert.NilError(t, err)
+		start := time.Now()
+		resp, err := rt.RoundTrip(req)
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(resp.StatusCode, 503))
+		assert.Check(t, time.Since(start) < 500*time.Millisecond, "held back")
+	})
+
 	t.Run("cancelled while waiting", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		rt := withRetryAfter(roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -108,58 +137,86 @@ func TestRetryAfterTransport(t *testing.T) {
 // A manifest PUT answered 400 MANIFEST_BLOB_UNKNOWN is re-sent with the
 // same body, at most manifestBlobUnknownRetries times; other 4xx answers,
 // and other requests, are sent once.
-func TestManifestBlobRetry(t *testing.T) {
-	tests := []struct {
-		name      string
-		method    string
-		path      string
-		status    int
-		code      string
-		failures  int // answers with the error before a 201
-		wantSends int
-		wantFinal int
-	}{
-		{name: "blob unknown twice, then created", method: "PUT", path: "/v2/r/manifests/t", status: 400, code: "MANIFEST_BLOB_UNKNOWN", failures: 2, wantSends: 3, wantFinal: 201},
-		{name: "blob unknown for good", method: "PUT", path: "/v2/r/manifests/t", status: 400, code: "MANIFEST_BLOB_UNKNOWN", failures: 100, wantSends: 1 + manifestBlobUnknownRetries, wantFinal: 400},
-		{name: "manifest invalid is final", method: "PUT", path: "/v2/r/manifests/t", status: 400, code: "MANIFEST_INVALID", failures: 100, wantSends: 1, wantFinal: 400},
-		{name: "unauthorized is final", method: "PUT", path: "/v2/r/manifests/t", status: 401, code: "MANIFEST_BLOB_UNKNOWN", failures: 100, wantSends: 1, wantFinal: 401},
-		{name: "not a manifest PUT", method: "PUT", path: "/v2/r/blobs/uploads/x", status: 400, code: "MANIFEST_BLOB_UNKNOWN", failures: 100, wantSends: 1, wantFinal: 400},
+// TestIsTransient: what the one retry layer (and go-containerregistry's
+// retries, given the same predicate) tries again. MANIFEST_BLOB_UNKNOWN is
+// retried on a manifest PUT only (Distribution's blob-link race, see
+// manifestBlobUnknown); every other 4xx is final.
+func TestIsTransient(t *testing.T) {
+	checked := func(method, path string, status int, code string) error {
+		req, err := http.NewRequest(method, "http://registry.test"+path, nil)
+		assert.NilError(t, err)
+		body := `{"errors":[{"code":"` + code + `","message":"x"}]}`
+		return transport.CheckError(&http.Response{StatusCode: status, Body: io.NopCloser(strings.NewReader(body)), Request: req}, http.StatusCreated)
 	}
-	for _, tc := range tests {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"503", checked("PUT", "/v2/r/manifests/t", 503, "UNAVAILABLE"), true},
+		{"429", checked("POST", "/v2/r/blobs/uploads/", 429, "TOOMANYREQUESTS"), true},
+		{"manifest PUT: blob unknown", checked("PUT", "/v2/r/manifests/t", 400, "MANIFEST_BLOB_UNKNOWN"), true},
+		{"manifest PUT: manifest invalid", checked("PUT", "/v2/r/manifests/t", 400, "MANIFEST_INVALID"), false},
+		{"manifest PUT: 401 whatever the code", checked("PUT", "/v2/r/manifests/t", 401, "MANIFEST_BLOB_UNKNOWN"), false},
+		{"blob PUT: blob unknown", checked("PUT", "/v2/r/blobs/uploads/x", 400, "MANIFEST_BLOB_UNKNOWN"), false},
+		{"403", checked("POST", "/v2/r/blobs/uploads/", 403, "DENIED"), false},
+		{"reset", fmt.Errorf("send: %w", syscall.ECONNRESET), true},
+		{"reading the source", &sourceError{io.ErrUnexpectedEOF}, false},
+		{"nil", nil, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var bodies []string
-			next := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-				b, err := io.ReadAll(r.Body)
-				assert.NilError(t, err)
-				bodies = append(bodies, string(b))
-				status, body := 201, ""
-				if len(bodies) <= tc.failures {
-					status, body = tc.status, `{"errors":[{"code":"`+tc.code+`"}]}`
-				}
-				return &http.Response{StatusCode: status, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
-			})
-			rt := &manifestBlobRetryTransport{next: next, wait: time.Millisecond}
-			req, err := http.NewRequest(tc.method, "http://registry.test"+tc.path, strings.NewReader("manifest"))
-			assert.NilError(t, err)
-			resp, err := rt.RoundTrip(req)
-			assert.NilError(t, err)
-			assert.Check(t, is.Equal(resp.StatusCode, tc.wantFinal))
-			assert.Check(t, is.Len(bodies, tc.wantSends))
-			for _, b := range bodies {
-				assert.Check(t, is.Equal(b, "manifest"))
-			}
-			if tc.wantFinal != 201 {
-				b, err := io.ReadAll(resp.Body)
-				assert.NilError(t, err)
-				assert.Check(t, is.Contains(string(b), tc.code), "the error body is passed on")
-			}
+			assert.Equal(t, isTransient(tc.err), tc.want, "%v", tc.err)
 		})
 	}
 }
 
-// idleConn.ReadFrom hands a file to the kernel in chunks: everything
-// arrives, the LimitedReader's count is kept, and a peer that stops
-// reading fails the copy after the idle timeout instead of hanging.
+// TestRetryTransient: tries, waits (Retry-After when longer than the
+// backoff), and the time budget: a wait that would end after the context's
+// deadline is not begun.
+func TestRetryTransient(t *testing.T) {
+	b := remote.Backoff{Duration: time.Millisecond, Factor: 2, Steps: 5}
+	unavailable := &transport.Error{StatusCode: http.StatusServiceUnavailable}
+	t.Run("a transient error: Steps tries", func(t *testing.T) {
+		tries := 0
+		err := retryTransient(context.Background(), b, func(context.Context) error { tries++; return unavailable })
+		assert.Equal(t, err, error(unavailable))
+		assert.Equal(t, tries, 5)
+	})
+	t.Run("a final error: one try", func(t *testing.T) {
+		tries := 0
+		err := retryTransient(context.Background(), b, func(context.Context) error {
+			tries++
+			return &transport.Error{StatusCode: http.StatusUnauthorized}
+		})
+		assert.ErrorContains(t, err, "401")
+		assert.Equal(t, tries, 1)
+	})
+	t.Run("Retry-After longer than the budget: given up at once", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		tries := 0
+		start := time.Now()
+		err := retryTransient(ctx, b, func(ctx context.Context) error {
+			tries++
+			ctx.Value(retryHintKey{}).(*retryHint).set(2 * time.Minute)
+			return unavailable
+		})
+		assert.Assert(t, errors.Is(err, errBudget), "%v", err)
+		assert.Assert(t, errors.Is(err, unavailable))
+		assert.Equal(t, tries, 1)
+		assert.Assert(t, time.Since(start) < 10*time.Second)
+	})
+	t.Run("a fresh hint each try", func(t *testing.T) {
+		var hints []*retryHint
+		_ = retryTransient(context.Background(), b, func(ctx context.Context) error {
+			hints = append(hints, ctx.Value(retryHintKey{}).(*retryHint))
+			return unavailable
+		})
+		assert.Equal(t, len(hints), 5)
+		assert.Assert(t, hints[0] != hints[1])
+	})
+}
+
 func TestIdleConnReadFrom(t *testing.T) {
 	const size = 3*idleChunk + 5
 	data := make([]byte, size)

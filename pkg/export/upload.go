@@ -45,14 +45,13 @@ var manifestAccept = strings.Join([]string{
 
 // registryClient talks to one repository through go-containerregistry's
 // transport stack, built as remote.Write builds it: the registry transport
-// (TLS policy, idle timeout, Retry-After, digest recording), its retrying
-// transport (c.backoff, retryStatusCodes) for requests without a body, the
-// user agent, and the token or basic auth for the push scope (and pull on
-// the repositories blobs are mounted from).
+// (TLS policy, idle timeout, Retry-After, digest recording), the user
+// agent, and the token or basic auth for the push scope (and pull on the
+// repositories blobs are mounted from).
 //
-// A request with a body (a blob or manifest PUT) bypasses the retrying
-// transport, which would send it again with its body already read; the
-// caller retries the whole step instead (retry), as remote.Write does.
+// There is one retry layer: each operation (the ping and token exchange
+// that set the client up, a HEAD, a manifest PUT, a blob upload's POST and
+// PUT together) runs under retryTransient, and nothing below it retries.
 type registryClient struct {
 	http    *http.Client
 	base    string // scheme://host/v2/repo
@@ -71,12 +70,13 @@ func newRegistryClient(ctx context.Context, repo name.Repository, pullFrom []nam
 			scopes = append(scopes, s)
 		}
 	}
-	retrying := transport.NewRetry(c.transport,
-		transport.WithRetryBackoff(c.backoff),
-		transport.WithRetryPredicate(isTransient),
-		transport.WithRetryStatusCodes(retryStatusCodes...))
-	inner := transport.NewUserAgent(&bodyAwareTransport{retrying: retrying, once: c.transport}, UserAgent)
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, inner, scopes)
+	inner := transport.NewUserAgent(c.transport, UserAgent)
+	var rt http.RoundTripper
+	err = retryTransient(ctx, c.backoff, func(ctx context.Context) error {
+		var err error
+		rt, err = transport.NewWithContext(ctx, repo.Registry, auth, inner, scopes) // pings the registry
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -88,22 +88,11 @@ func newRegistryClient(ctx context.Context, repo name.Repository, pullFrom []nam
 	}, nil
 }
 
-// bodyAwareTransport sends requests without a body through retrying, and
-// the others once.
-type bodyAwareTransport struct {
-	retrying, once http.RoundTripper
-}
-
-func (t *bodyAwareTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil && req.Body != http.NoBody {
-		return t.once.RoundTrip(req)
-	}
-	return t.retrying.RoundTrip(req)
-}
-
-// isTransient is remote.Write's retry predicate: a status of
-// retryStatusCodes, a temporary network error, a reset, a broken pipe, a
-// connection closed or cut short. Never an error reading the source.
+// isTransient is the retry predicate, of export-step's own retries and
+// go-containerregistry's alike: a status of retryStatusCodes, a temporary
+// network error, a reset, a broken pipe, a connection closed or cut short;
+// and MANIFEST_BLOB_UNKNOWN on a manifest PUT (see below). Never an error
+// reading the source, never another 4xx.
 func isTransient(err error) bool {
 	if err == nil {
 		return false
@@ -114,7 +103,7 @@ func isTransient(err error) bool {
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {
-		return slices.Contains(retryStatusCodes, te.StatusCode)
+		return slices.Contains(retryStatusCodes, te.StatusCode) || manifestBlobUnknown(te)
 	}
 	var temp interface{ Temporary() bool }
 	if errors.As(err, &temp) && temp.Temporary() {
@@ -124,74 +113,98 @@ func isTransient(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
-// retry runs f until it succeeds, fails with an error that is not
-// transient, or the backoff's steps are used up.
-func (rc *registryClient) retry(ctx context.Context, f func() error) error {
-	delay := rc.backoff.Duration
-	for step := 1; ; step++ {
-		err := f()
-		if err == nil || ctx.Err() != nil || step >= max(rc.backoff.Steps, 1) || !isTransient(err) {
+// manifestBlobUnknown reports a manifest PUT answered 400
+// MANIFEST_BLOB_UNKNOWN. A manifest is PUT only after every blob it
+// references was uploaded or found, so that answer is the registry's
+// storage catching up, not a bad manifest: Distribution's filesystem
+// storage rewrites a repository's blob link in place (truncate, then
+// write) when another client finishes uploading the same blob, and a
+// manifest verified in that window is refused (seen with 8 parallel exports
+// sharing layers, test/faults TestParallelExports). It is retried like a
+// 503, within the same tries.
+func manifestBlobUnknown(te *transport.Error) bool {
+	if te.StatusCode != http.StatusBadRequest || te.Request == nil || te.Request.Method != http.MethodPut ||
+		!strings.Contains(te.Request.URL.Path, "/manifests/") {
+		return false
+	}
+	for _, d := range te.Errors {
+		if d.Code == transport.ManifestBlobUnknownErrorCode {
+			return true
+		}
+	}
+	return false
+}
+
+// errBudget is wrapped when a retry would come after the export's time
+// budget (Options.Timeout) runs out: the export gives up at once.
+var errBudget = errors.New("the next try would come after the time budget runs out")
+
+// retryTransient runs f until it succeeds, fails with an error that is not
+// transient, or b's steps are used up; between tries it waits b's backoff
+// (with jitter) or, when the registry said Retry-After (retryAfterTransport
+// leaves it in the try's context), that long if longer. A wait that would
+// end past ctx's deadline is not begun: the last error is returned,
+// wrapping errBudget. This is the only retry loop of export-step's own
+// requests.
+func retryTransient(ctx context.Context, b remote.Backoff, f func(context.Context) error) error {
+	delay := b.Duration
+	for try := 1; ; try++ {
+		hint := &retryHint{}
+		err := f(context.WithValue(ctx, retryHintKey{}, hint))
+		if err == nil || ctx.Err() != nil || try >= max(b.Steps, 1) || !isTransient(err) {
 			return err
 		}
-		if !sleep(ctx, &delay, rc.backoff) {
+		wait := delay
+		if b.Jitter > 0 {
+			wait += time.Duration(rand.Float64() * b.Jitter * float64(delay))
+		}
+		wait = max(wait, hint.get())
+		if deadline, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("giving up at try %d: %w (in %s): %w", try, errBudget, wait.Round(time.Millisecond), err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
 			return err
+		}
+		delay = time.Duration(float64(delay) * max(b.Factor, 1))
+		if b.Cap > 0 && delay > b.Cap {
+			delay = b.Cap
 		}
 	}
 }
 
-// sleep waits for *delay plus jitter and grows *delay for the next time;
-// false when ctx ended first.
-func sleep(ctx context.Context, delay *time.Duration, b remote.Backoff) bool {
-	wait := *delay
-	if b.Jitter > 0 {
-		wait += time.Duration(rand.Float64() * b.Jitter * float64(*delay))
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		return false
-	}
-	*delay = time.Duration(float64(*delay) * max(b.Factor, 1))
-	if b.Cap > 0 && *delay > b.Cap {
-		*delay = b.Cap
-	}
-	return true
+// retry runs f under retryTransient with the client's backoff.
+func (rc *registryClient) retry(ctx context.Context, f func(context.Context) error) error {
+	return retryTransient(ctx, rc.backoff, f)
 }
 
 // headManifest returns the digest the registry holds for tag, or "" when
 // it has none (404, or 403 as some registries answer for a missing tag).
-func (rc *registryClient) headManifest(ctx context.Context, tag string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, rc.base+"/manifests/"+tag, nil)
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Accept", manifestAccept)
-	resp, err := rc.http.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusNotFound, http.StatusForbidden:
-		return "", nil
-	}
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
-		return "", err
-	}
-	return resp.Header.Get("Docker-Content-Digest"), nil
+func (rc *registryClient) headManifest(ctx context.Context, tag string) (digest string, err error) {
+	err = rc.retry(ctx, func(ctx context.Context) error {
+		resp, err := rc.do(ctx, http.MethodHead, rc.base+"/manifests/"+tag, nil, "Accept", manifestAccept)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusNotFound, http.StatusForbidden:
+			digest = ""
+			return nil
+		}
+		digest = resp.Header.Get("Docker-Content-Digest")
+		return transport.CheckError(resp, http.StatusOK)
+	})
+	return digest, err
 }
 
 // putManifest PUTs raw as tag, retrying the whole request.
 func (rc *registryClient) putManifest(ctx context.Context, tag, mediaType string, raw []byte) error {
-	return rc.retry(ctx, func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, rc.base+"/manifests/"+tag, bytes.NewReader(raw))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", mediaType)
-		resp, err := rc.http.Do(req)
+	return rc.retry(ctx, func(ctx context.Context) error {
+		resp, err := rc.do(ctx, http.MethodPut, rc.base+"/manifests/"+tag, bytes.NewReader(raw), "Content-Type", mediaType)
 		if err != nil {
 			return err
 		}
@@ -201,23 +214,32 @@ func (rc *registryClient) putManifest(ctx context.Context, tag, mediaType string
 }
 
 // headBlob says whether the repository holds the blob d.
-func (rc *registryClient) headBlob(ctx context.Context, d v1.Hash) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, rc.base+"/blobs/"+d.String(), nil)
+func (rc *registryClient) headBlob(ctx context.Context, d v1.Hash) (exists bool, err error) {
+	err = rc.retry(ctx, func(ctx context.Context) error {
+		resp, err := rc.do(ctx, http.MethodHead, rc.base+"/blobs/"+d.String(), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		exists = resp.StatusCode != http.StatusNotFound
+		if !exists {
+			return nil
+		}
+		return transport.CheckError(resp, http.StatusOK)
+	})
+	return exists, err
+}
+
+// do sends one request with the given header (name, value pairs).
+func (rc *registryClient) do(ctx context.Context, method, url string, body io.Reader, header ...string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	resp, err := rc.http.Do(req)
-	if err != nil {
-		return false, err
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return false, nil
-	}
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
-		return false, err
-	}
-	return true, nil
+	return rc.http.Do(req)
 }
 
 // blob is one blob of an image to upload.
@@ -281,16 +303,14 @@ func imageBlobs(img v1.Image, mountFrom name.Repository) ([]blob, error) {
 type blobUploader struct {
 	rc       *registryClient
 	fallback func(ctx context.Context, l v1.Layer) error
-	updates  chan<- v1.Update
-
-	total, done atomic.Int64
+	counter  *progressCounter // never nil
 }
 
 // upload uploads blobs, jobs at a time. With check, blobs of headThreshold
 // and more get a HEAD first.
 func (u *blobUploader) upload(ctx context.Context, blobs []blob, jobs int, check bool) error {
 	for _, b := range blobs {
-		u.total.Add(b.size)
+		u.counter.total.Add(b.size)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(jobs, 1))
@@ -316,7 +336,7 @@ func (u *blobUploader) uploadOne(ctx context.Context, b blob, check bool) error 
 			return nil
 		}
 	}
-	err := u.rc.retry(ctx, func() error { return u.monolithic(ctx, b) })
+	err := u.rc.retry(ctx, func(ctx context.Context) error { return u.monolithic(ctx, b) })
 	var refused *refusedError
 	if errors.As(err, &refused) {
 		if ferr := u.fallback(ctx, b.layer); ferr != nil {
@@ -364,8 +384,10 @@ func (u *blobUploader) monolithic(ctx context.Context, b blob) error {
 		return &sourceError{err}
 	}
 	defer rc.Close()
-	var sent int64
-	var body io.Reader = &countingReader{r: rc, add: func(n int64) { sent += n; u.progress(n) }}
+	// The body may be read after Do returned (net/http's writer goroutine):
+	// what it counts is atomic.
+	var sent atomic.Int64
+	var body io.Reader = &countingReader{r: rc, add: func(n int64) { sent.Add(n); u.progress(n) }}
 	if f, ok := rc.(*os.File); ok {
 		body = &fileBody{countingReader: body.(*countingReader), f: f}
 	}
@@ -377,12 +399,12 @@ func (u *blobUploader) monolithic(ctx context.Context, b blob) error {
 	preq.Header.Set("Content-Type", "application/octet-stream")
 	presp, err := u.rc.http.Do(preq)
 	if err != nil {
-		u.progress(-sent)
+		u.progress(-sent.Load())
 		return err
 	}
 	defer presp.Body.Close()
 	if err := transport.CheckError(presp, http.StatusCreated); err != nil {
-		u.progress(-sent)
+		u.progress(-sent.Load())
 		return refusable(err)
 	}
 	// The bytes were counted as the transport read them; the registry
@@ -391,12 +413,8 @@ func (u *blobUploader) monolithic(ctx context.Context, b blob) error {
 	return nil
 }
 
-func (u *blobUploader) progress(n int64) {
-	done := u.done.Add(n)
-	if u.updates != nil && n >= 0 {
-		u.updates <- v1.Update{Total: u.total.Load(), Complete: done}
-	}
-}
+// progress counts n bytes sent (negative: taken back after a failed try).
+func (u *blobUploader) progress(n int64) { u.counter.done.Add(n) }
 
 // refusedStatusCodes answer a monolithic upload that the registry does not
 // take (method not allowed or not implemented, a body too large for one

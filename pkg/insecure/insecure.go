@@ -1,5 +1,7 @@
 // Package insecure holds the -insecure-registry flag shared by the commands:
-// the registry hosts spoken to over plain HTTP or unverified TLS.
+// the registry hosts spoken to over plain HTTP or unverified TLS, and the
+// one rule deciding whether a registry is one of them (Match), which
+// export-step and report2results both apply.
 package insecure
 
 import (
@@ -25,10 +27,55 @@ func (h *Hosts) Set(s string) error {
 		if host == "" {
 			continue
 		}
-		if _, err := name.NewRegistry(host, name.StrictValidation); err != nil || strings.Contains(host, "/") {
-			return fmt.Errorf("want HOST[:PORT] without scheme or path, got %q", host)
+		if err := check(host); err != nil {
+			return err
 		}
 		*h = append(*h, host)
 	}
 	return nil
+}
+
+// Parse checks a list of hosts given one per entry (library callers:
+// export.Options.Insecure); an empty entry is an error here.
+func Parse(hosts []string) (Hosts, error) {
+	out := make(Hosts, 0, len(hosts))
+	for _, host := range hosts {
+		if err := check(host); err != nil {
+			return nil, fmt.Errorf("-insecure-registry: %w", err)
+		}
+		out = append(out, host)
+	}
+	return out, nil
+}
+
+func check(host string) error {
+	if _, err := name.NewRegistry(host, name.StrictValidation); err != nil || host == "" || strings.Contains(host, "/") {
+		return fmt.Errorf("want HOST[:PORT] without scheme or path, got %q", host)
+	}
+	return nil
+}
+
+// Match reports whether host ("host" or "host:port", as in a URL or a
+// registry name) is insecure. The rule, the same in every command: host
+// names compare without regard to case; an entry with a port matches that
+// port only; an entry without a port matches the host on every port
+// ("registry.local" covers "registry.local:5000", "registry.local:5000"
+// does not cover "registry.local" or "registry.local:5001").
+func (h Hosts) Match(host string) bool {
+	bare := withoutPort(host)
+	for _, e := range h {
+		if strings.EqualFold(e, host) || (withoutPort(e) == e && strings.EqualFold(e, bare)) {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutPort drops a ":port" suffix; "[::1]:5000" gives "[::1]" and
+// "[::1]" stays as it is.
+func withoutPort(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i > 0 && !strings.HasSuffix(host, "]") {
+		return host[:i]
+	}
+	return host
 }

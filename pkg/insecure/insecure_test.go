@@ -36,3 +36,41 @@ func TestHostsSet(t *testing.T) {
 		})
 	}
 }
+
+// TestMatch is the one -insecure-registry rule, for export-step and
+// report2results alike.
+func TestMatch(t *testing.T) {
+	hosts, err := Parse([]string{"reg.local:5000", "Plain.Example", "[::1]:5000", "10.0.0.1"})
+	assert.NilError(t, err)
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"reg.local:5000", true},
+		{"REG.local:5000", true}, // host names compare without case
+		{"reg.local:5001", false},
+		{"reg.local", false}, // an entry with a port covers that port only
+		{"plain.example", true},
+		{"plain.example:80", true}, // an entry without a port covers every port
+		{"plain.example:5000", true},
+		{"other.example", false},
+		{"example", false},
+		{"[::1]:5000", true},
+		{"[::1]", false},
+		{"10.0.0.1:5000", true},
+		{"10.0.0.10", false},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			assert.Equal(t, hosts.Match(tc.host), tc.want)
+		})
+	}
+	var none Hosts
+	assert.Check(t, !none.Match("reg.local"))
+}
+
+func TestParse(t *testing.T) {
+	_, err := Parse([]string{""})
+	assert.ErrorContains(t, err, `-insecure-registry: want HOST[:PORT] without scheme or path, got ""`)
+	_, err = Parse([]string{"https://a.example"})
+	assert.ErrorContains(t, err, `got "https://a.example"`)
+}

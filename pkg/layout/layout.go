@@ -1,12 +1,16 @@
 // Package layout writes the OCI image layout that downstream tasks read: an
-// oci-layout file and an index.json with one descriptor per tag of a report,
-// all pointing at the manifest (or index) the export wrote. Blobs already in
-// the layout (export-step -oci-layout writes the image itself there) are kept,
-// so `skopeo inspect oci:DIR:TAG` works when they are present.
+// oci-layout file and an index.json listing the image of a report under
+// each of its tags, all pointing at the manifest (or index) the export
+// wrote. An existing layout is merged into, never replaced (Merge): its
+// other descriptors and its blobs stay, so the build's own layout keeps
+// what it lists. Blobs already in the layout (export-step -oci-layout
+// writes the image itself there) make `skopeo inspect oci:DIR:TAG` work;
+// without them (a registry-only export) Fetch can add the manifests and
+// configs.
 //
-// The index is built with go-containerregistry (empty.Index and
-// mutate.AppendManifests); a descriptor's media type and size come from the
-// report, or from one HEAD request to the registry when the report lacks
+// The report's descriptors are built with go-containerregistry (empty.Index
+// and mutate.AppendManifests); a descriptor's media type and size come from
+// the report, or from one HEAD request to the registry when the report lacks
 // them (a Buildpacks lifecycle report).
 package layout
 
@@ -30,6 +34,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/exportreport/exportreport/pkg/atomicfile"
+	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -55,7 +60,7 @@ type Option func(*options)
 
 type options struct {
 	offline   bool
-	insecure  map[string]bool
+	insecure  insecure.Hosts
 	keychain  authn.Keychain
 	transport http.RoundTripper
 	logger    *slog.Logger
@@ -66,13 +71,10 @@ type options struct {
 func WithOffline(offline bool) Option { return func(o *options) { o.offline = offline } }
 
 // WithInsecureRegistries lets Describe talk plain HTTP, or HTTPS without
-// certificate verification, to these hosts (host[:port]) and no others.
+// certificate verification, to these hosts (host[:port]) and no others,
+// matched as insecure.Hosts.Match says (the rule export-step applies).
 func WithInsecureRegistries(hosts ...string) Option {
-	return func(o *options) {
-		for _, h := range hosts {
-			o.insecure[h] = true
-		}
-	}
+	return func(o *options) { o.insecure = append(o.insecure, hosts...) }
 }
 
 // WithKeychain sets where credentials come from; the default is
@@ -87,16 +89,21 @@ func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.tra
 // WithLogger sets the logger for debug messages about registry requests.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
+func newOptions(opts []Option) *options {
+	o := &options{keychain: authn.DefaultKeychain, logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
 // Describe returns the descriptor (media type, digest, size) of the manifest
 // or index the report names. It uses the report's manifest size and media
 // type when both are present and otherwise sends exactly one HEAD request
 // for FIRST_TAG_REPOSITORY@DIGEST, checking that the registry's digest is
 // the report's. A report without a digest (a daemon export) is an error.
 func Describe(ctx context.Context, r *report.Report, opts ...Option) (v1.Descriptor, error) {
-	o := options{insecure: map[string]bool{}, keychain: authn.DefaultKeychain, logger: slog.New(slog.DiscardHandler)}
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := newOptions(opts)
 	img := r.Image
 	if img.Digest == "" {
 		return v1.Descriptor{}, errors.New("no registry digest (a daemon export); an OCI layout needs one")
@@ -148,7 +155,7 @@ func Describe(ctx context.Context, r *report.Report, opts ...Option) (v1.Descrip
 // default. An insecure host gets certificate verification turned off (plain
 // HTTP is chosen by name.Insecure on the reference).
 func (o *options) transportFor(host string) http.RoundTripper {
-	if !o.insecure[host] {
+	if !o.insecure.Match(host) {
 		return o.transport
 	}
 	base := o.transport
@@ -169,13 +176,13 @@ func (o *options) transportFor(host string) http.RoundTripper {
 
 // digestReference turns a tag into REPOSITORY@digest, marking the registry
 // insecure when the host was named with WithInsecureRegistries.
-func digestReference(tag string, digest v1.Hash, insecure map[string]bool) (name.Digest, error) {
+func digestReference(tag string, digest v1.Hash, insecureHosts insecure.Hosts) (name.Digest, error) {
 	ref, err := name.ParseReference(tag)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("tag %q: %w", tag, err)
 	}
 	repo := ref.Context()
-	if insecure[repo.RegistryStr()] {
+	if insecureHosts.Match(repo.RegistryStr()) {
 		repo, err = name.NewRepository(repo.Name(), name.Insecure)
 		if err != nil {
 			return name.Digest{}, fmt.Errorf("tag %q: %w", tag, err)
@@ -233,33 +240,29 @@ func TagOf(s string) string {
 	return ""
 }
 
-// Write makes dir an OCI image layout described by idx: it writes oci-layout
-// and then index.json, each to a temp file in dir renamed into place, so a
-// reader sees the old file or the new one, never half of one. Blobs already
-// under dir/blobs are kept; dir is created if missing. Nothing is fsynced
-// (atomicfile.Replace): use WriteDurable for a layout that must survive a
-// crash of the machine.
-func Write(dir string, idx v1.ImageIndex) error {
-	return write(dir, idx, atomicfile.ReplaceFile)
+// Write makes dir an OCI image layout whose index.json is index (from
+// Merge): it writes oci-layout and then index.json, each to a temp file in
+// dir renamed into place, so a reader sees the old file or the new one,
+// never half of one. Blobs already under dir/blobs are kept; dir is created
+// if missing. Nothing is fsynced (atomicfile.Replace): use WriteDurable for
+// a layout that must survive a crash of the machine.
+func Write(dir string, index []byte) error {
+	return write(dir, index, atomicfile.ReplaceFile)
 }
 
 // WriteDurable is Write, with each file and dir fsynced.
-func WriteDurable(dir string, idx v1.ImageIndex) error {
-	return write(dir, idx, atomicfile.WriteFile)
+func WriteDurable(dir string, index []byte) error {
+	return write(dir, index, atomicfile.WriteFile)
 }
 
-func write(dir string, idx v1.ImageIndex, writeFile func(string, []byte, os.FileMode) error) error {
-	raw, err := idx.RawManifest()
-	if err != nil {
-		return fmt.Errorf("-oci-layout %s: index: %w", dir, err)
-	}
+func write(dir string, index []byte, writeFile func(string, []byte, os.FileMode) error) error {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o755); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
 	}
 	if err := writeFile(filepath.Join(dir, "oci-layout"), []byte(layoutFile), 0o644); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
 	}
-	if err := writeFile(filepath.Join(dir, "index.json"), raw, 0o644); err != nil {
+	if err := writeFile(filepath.Join(dir, "index.json"), index, 0o644); err != nil {
 		return fmt.Errorf("-oci-layout %s: %w", dir, err)
 	}
 	return nil

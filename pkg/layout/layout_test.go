@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -300,6 +301,16 @@ func TestDescribeInsecureRegistry(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, got.Size, want.Size)
 	assert.Equal(t, reg.heads(), 1)
+
+	// The one -insecure-registry rule (pkg/insecure, as export-step
+	// applies it): a host listed without a port covers every port of it.
+	hostOnly, _, err := net.SplitHostPort(reg.host)
+	assert.NilError(t, err)
+	reg.push(t, img)
+	got, err = layout.Describe(context.Background(), r, layout.WithInsecureRegistries(hostOnly))
+	assert.NilError(t, err)
+	assert.Equal(t, got.Size, want.Size)
+	assert.Equal(t, reg.heads(), 1)
 }
 
 // TestDescribeDistribution asks the real Distribution registry, with TLS and
@@ -338,11 +349,11 @@ func TestWriteKeepsBlobsAndToolsAgree(t *testing.T) {
 	tags := []string{"registry.example.com/team/app:latest", "registry.example.com/team/app:1.4.2"}
 	idx, err := layout.Index(tags, desc)
 	assert.NilError(t, err)
-	assert.NilError(t, layout.Write(dir, idx))
+	raw, err := layout.Merge(dir, idx)
+	assert.NilError(t, err)
+	assert.NilError(t, layout.Write(dir, raw))
 
 	assert.DeepEqual(t, listBlobs(t, dir), blobsBefore)
-	raw, err := idx.RawManifest()
-	assert.NilError(t, err)
 	onDisk, err := os.ReadFile(filepath.Join(dir, "index.json"))
 	assert.NilError(t, err)
 	assert.Equal(t, string(onDisk), string(raw))
@@ -389,19 +400,121 @@ func TestWriteKeepsBlobsAndToolsAgree(t *testing.T) {
 // still lists the tags.
 func TestWriteDescriptorsOnly(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new", "layout")
-	idx, err := layout.Index([]string{"registry.example.com/team/app:latest"}, fixedDescriptor(t))
-	assert.NilError(t, err)
-	assert.NilError(t, layout.Write(dir, idx))
-	// Writing again replaces index.json.
-	idx2, err := layout.Index([]string{"registry.example.com/team/app:v2"}, fixedDescriptor(t))
-	assert.NilError(t, err)
-	assert.NilError(t, layout.Write(dir, idx2))
+	mergeAndWrite(t, dir, []string{"registry.example.com/team/app:latest"}, fixedDescriptor(t))
+	// Writing again merges: the first tag stays.
+	mergeAndWrite(t, dir, []string{"registry.example.com/team/app:v2"}, fixedDescriptor(t))
 	assertNoTempFiles(t, dir)
 
 	umoci := distribution.RequireTool(t, "umoci")
 	out, err := exec.Command(umoci, "ls", "--layout", dir).CombinedOutput()
 	assert.NilError(t, err, string(out))
-	assert.DeepEqual(t, sortedLines(string(out)), []string{"v2"})
+	assert.DeepEqual(t, sortedLines(string(out)), []string{"latest", "v2"})
+}
+
+func mergeAndWrite(t *testing.T, dir string, tags []string, desc v1.Descriptor) {
+	t.Helper()
+	idx, err := layout.Index(tags, desc)
+	assert.NilError(t, err)
+	raw, err := layout.Merge(dir, idx)
+	assert.NilError(t, err)
+	assert.NilError(t, layout.Write(dir, raw))
+}
+
+// TestMergeNames is Merge's rule for which existing descriptors name one
+// of the new references (and are replaced); every other one is kept.
+func TestMergeNames(t *testing.T) {
+	ours := []string{"registry.example.com/team/app:latest", "app:1.0", "mirror.example.com:5000/app@" + fixedDigest}
+	for _, tc := range []struct {
+		name        string
+		annotations string
+		replaced    bool
+	}{
+		{"no annotations", ``, false},
+		{"containerd name, same", `"io.containerd.image.name":"registry.example.com/team/app:latest"`, true},
+		{"containerd name, Docker Hub spelled in full", `"io.containerd.image.name":"docker.io/library/app:1.0"`, true},
+		{"containerd name, other repository", `"io.containerd.image.name":"registry.example.com/other/app:latest"`, false},
+		{"containerd name, other tag", `"io.containerd.image.name":"registry.example.com/team/app:2.0"`, false},
+		{"containerd name by digest", `"io.containerd.image.name":"mirror.example.com:5000/app@` + fixedDigest + `"`, true},
+		{"full ref.name, same", `"org.opencontainers.image.ref.name":"registry.example.com/team/app:latest"`, true},
+		{"full ref.name without tag is :latest", `"org.opencontainers.image.ref.name":"registry.example.com/team/app"`, true},
+		{"full ref.name, other registry", `"org.opencontainers.image.ref.name":"other.example.com/team/app:latest"`, false},
+		{"bare ref.name of one of our tags", `"org.opencontainers.image.ref.name":"latest"`, true},
+		{"bare ref.name of another tag", `"org.opencontainers.image.ref.name":"build"`, false},
+		{"bare ref.name of ours, but another repository named", `"io.containerd.image.name":"registry.example.com/other/app:1.0","org.opencontainers.image.ref.name":"1.0"`, false},
+		{"unparsable name", `"io.containerd.image.name":"Not A Reference"`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			d := `{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":7,"digest":"sha256:` + strings.Repeat("a", 64) + `"`
+			if tc.annotations != "" {
+				d += `,"annotations":{` + tc.annotations + `}`
+			}
+			d += `}`
+			assert.NilError(t, os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{"schemaVersion":2,"manifests":[`+d+`]}`), 0o644))
+			idx, err := layout.Index(ours, fixedDescriptor(t))
+			assert.NilError(t, err)
+			raw, err := layout.Merge(dir, idx)
+			assert.NilError(t, err)
+			var m struct{ Manifests []json.RawMessage }
+			assert.NilError(t, json.Unmarshal(raw, &m))
+			kept := len(m.Manifests) == len(ours)+1
+			assert.Check(t, kept != tc.replaced, "replaced %v, want %v: %s", !kept, tc.replaced, raw)
+			if kept {
+				assert.Equal(t, string(m.Manifests[0]), d, "a kept descriptor is kept byte for byte")
+			}
+		})
+	}
+}
+
+// TestMergeRefuses: an existing index.json that is not an OCI image index
+// is an error (ErrBadIndex) naming it, never overwritten; one that is a
+// symlink is not read (its target is outside the layout) and is replaced.
+func TestMergeRefuses(t *testing.T) {
+	idx, err := layout.Index([]string{"registry.example.com/team/app:latest"}, fixedDescriptor(t))
+	assert.NilError(t, err)
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"not JSON", `{"manifests":[`, "invalid JSON"},
+		{"an array", `[]`, "invalid JSON"},
+		{"a descriptor with a bad digest", `{"schemaVersion":2,"manifests":[{"mediaType":"x","size":1,"digest":"sha256:../etc/passwd"}]}`, "descriptor"},
+		{"schemaVersion 1", `{"schemaVersion":1,"manifests":[]}`, "schemaVersion 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			assert.NilError(t, os.WriteFile(filepath.Join(dir, "index.json"), []byte(tc.content), 0o644))
+			_, err := layout.Merge(dir, idx)
+			assert.Assert(t, errors.Is(err, layout.ErrBadIndex), "%v", err)
+			assert.ErrorContains(t, err, "-oci-layout "+dir+": index.json: ")
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+	t.Run("a directory", func(t *testing.T) {
+		dir := t.TempDir()
+		assert.NilError(t, os.Mkdir(filepath.Join(dir, "index.json"), 0o755))
+		_, err := layout.Merge(dir, idx)
+		assert.Assert(t, errors.Is(err, layout.ErrBadIndex), "%v", err)
+	})
+	t.Run("a symlink: replaced, not read", func(t *testing.T) {
+		dir, outside := t.TempDir(), filepath.Join(t.TempDir(), "index.json")
+		assert.NilError(t, os.WriteFile(outside, []byte(`not read`), 0o644))
+		assert.NilError(t, os.Symlink(outside, filepath.Join(dir, "index.json")))
+		raw, err := layout.Merge(dir, idx)
+		assert.NilError(t, err)
+		want, err := idx.RawManifest()
+		assert.NilError(t, err)
+		assert.Equal(t, string(raw), string(want))
+	})
+	t.Run("too large", func(t *testing.T) {
+		dir := t.TempDir()
+		f, err := os.Create(filepath.Join(dir, "index.json"))
+		assert.NilError(t, err)
+		assert.NilError(t, f.Truncate(layout.MaxIndexSize+1))
+		assert.NilError(t, f.Close())
+		_, err = layout.Merge(dir, idx)
+		assert.Assert(t, errors.Is(err, layout.ErrBadIndex), "%v", err)
+		assert.ErrorContains(t, err, "larger than")
+	})
 }
 
 func TestWriteFailsOnFileInTheWay(t *testing.T) {
@@ -410,7 +523,9 @@ func TestWriteFailsOnFileInTheWay(t *testing.T) {
 	assert.NilError(t, os.WriteFile(file, nil, 0o644))
 	idx, err := layout.Index([]string{"registry.example.com/team/app:latest"}, fixedDescriptor(t))
 	assert.NilError(t, err)
-	err = layout.Write(file, idx)
+	raw, err := idx.RawManifest()
+	assert.NilError(t, err)
+	err = layout.Write(file, raw)
 	assert.ErrorContains(t, err, "-oci-layout "+file)
 }
 
@@ -452,4 +567,79 @@ func stderrOf(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// TestFetchManifestsMakesTheLayoutInspectable: a layout written from a
+// report alone lists descriptors whose blobs are in the registry, which
+// `skopeo inspect oci:DIR:TAG` cannot read; with FetchManifests'
+// manifests and configs written into it (-oci-layout-blobs manifest) it
+// can, for an image and for an index, and no layer is fetched.
+func TestFetchManifestsMakesTheLayoutInspectable(t *testing.T) {
+	skopeo := distribution.RequireTool(t, "skopeo")
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	reg := startRegistry(t, false)
+	img, imgDesc := randomImage(t)
+	amd64 := v1.Platform{OS: "linux", Architecture: "amd64"}
+	idx := mutate.IndexMediaType(mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &amd64}}), types.OCIImageIndex)
+	idxDesc, err := partial.Descriptor(idx)
+	assert.NilError(t, err)
+	cfgDigest, err := img.ConfigName()
+	assert.NilError(t, err)
+
+	for _, tc := range []struct {
+		name string
+		push func(ref name.Reference) error
+		desc v1.Descriptor
+		want []v1.Hash // blobs fetched
+	}{
+		{"image", func(ref name.Reference) error { return remote.Write(ref, img) }, imgDesc, []v1.Hash{imgDesc.Digest, cfgDigest}},
+		{"index", func(ref name.Reference) error { return remote.WriteIndex(ref, idx) }, *idxDesc, []v1.Hash{idxDesc.Digest, imgDesc.Digest, cfgDigest}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tag := reg.host + "/team/" + tc.name + ":latest"
+			ref, err := name.ParseReference(tag)
+			assert.NilError(t, err)
+			assert.NilError(t, tc.push(ref))
+			// A lifecycle report: no media type.
+			r := &report.Report{Image: report.Image{Tags: []string{tag}, Digest: tc.desc.Digest.String(), ManifestSize: tc.desc.Size}}
+			dir := filepath.Join(t.TempDir(), "layout")
+			desc, err := layout.Describe(context.Background(), r)
+			assert.NilError(t, err)
+			mergeAndWrite(t, dir, r.Image.Tags, desc)
+			_, err = exec.Command(skopeo, "inspect", "oci:"+dir+":latest").Output()
+			assert.Assert(t, err != nil, "skopeo inspects a layout without blobs")
+
+			_, err = layout.FetchManifests(context.Background(), r, layout.WithOffline(true))
+			assert.Assert(t, errors.Is(err, layout.ErrNeedBlobs), "%v", err)
+			blobs, err := layout.FetchManifests(context.Background(), r)
+			assert.NilError(t, err)
+			var got []v1.Hash
+			for d := range blobs {
+				got = append(got, d)
+			}
+			assert.Assert(t, is.Len(got, len(tc.want)))
+			for _, d := range tc.want {
+				assert.Check(t, blobs[d] != nil, "blob %s not fetched", d)
+			}
+			assert.NilError(t, layout.WriteBlobs(dir, blobs, false))
+			out, err := exec.Command(skopeo, "inspect", "oci:"+dir+":latest").Output()
+			assert.NilError(t, err, "skopeo inspect oci:%s:latest: %s", dir, stderrOf(err))
+			var inspected struct{ Digest string }
+			assert.NilError(t, json.Unmarshal(out, &inspected))
+			// The digest of what the tag names (an index: the index; skopeo
+			// read its linux/amd64 image's manifest and config to get here).
+			assert.Equal(t, inspected.Digest, tc.desc.Digest.String())
+		})
+	}
+
+	t.Run("blobs/ a symlink: refused", func(t *testing.T) {
+		dir, outside := t.TempDir(), t.TempDir()
+		assert.NilError(t, os.Symlink(outside, filepath.Join(dir, "blobs")))
+		assert.ErrorContains(t, layout.CheckBlobsDir(dir), "is not a directory")
+		assert.ErrorContains(t, layout.WriteBlobs(dir, layout.Blobs{imgDesc.Digest: []byte("x")}, false), "is not a directory")
+		entries, err := os.ReadDir(outside)
+		assert.NilError(t, err)
+		assert.Check(t, is.Len(entries, 0))
+	})
 }

@@ -17,6 +17,23 @@ import (
 // exceed it.
 const Budget = 4096
 
+// DefaultMaxResultSize is the default of -max-result-size: Tekton's
+// max-result-size default, which is also the termination message budget.
+const DefaultMaxResultSize = Budget
+
+// MaxMaxResultSize is the largest -max-result-size Tekton accepts: its
+// feature flag must stay under 1.5 MB, the size of a custom resource
+// (github.com/tektoncd/pipeline pkg/apis/config/feature_flags.go).
+const MaxMaxResultSize = 1572864 - 1
+
+// CheckMaxResultSize fails for a -max-result-size Tekton would refuse.
+func CheckMaxResultSize(n int) error {
+	if n < 1 || n > MaxMaxResultSize {
+		return badInputf("-max-result-size %d: want 1 to %d (Tekton's max-result-size: under 1.5 MB)", n, MaxMaxResultSize)
+	}
+	return nil
+}
+
 // runResult mirrors result.RunResult in github.com/tektoncd/pipeline
 // pkg/result/result.go, field for field and tag for tag, so that
 // json.Marshal gives exactly the bytes the entrypoint writes:
@@ -65,15 +82,59 @@ func MessageSize(ours, others []Result) int {
 }
 
 // CheckBudget fails, naming the budget and the size needed, when the results
-// would not fit in the termination message. It never truncates.
-func CheckBudget(dir string, ours, others []Result) error {
+// would not fit where Tekton carries them; it never truncates. maxResultSize
+// is Tekton's max-result-size (-max-result-size):
+//
+//   - up to 4096 (Budget; the default is 4096), the results go in the
+//     container's termination message (results-from: termination-message,
+//     Tekton's default), which they share with other steps' results and the
+//     entrypoint's StartedAt: the whole message must fit in maxResultSize
+//     (4096 is Kubernetes' cap; a smaller value is stricter still);
+//   - above 4096, only results-from: sidecar-logs can carry them: the
+//     sidecar logs each result as one line, {"name":...,"value":...,"type":"task"},
+//     which Tekton refuses when longer than max-result-size
+//     (internal/sidecarlogresults); each result is checked alone.
+func CheckBudget(dir string, ours, others []Result, maxResultSize int) error {
+	if maxResultSize > Budget {
+		for _, r := range ours {
+			if size := SidecarLineSize(r); size > maxResultSize {
+				return badInputf("-results-dir %s: result %s would take %d bytes, over the %d-byte -max-result-size (Tekton's max-result-size with results-from: sidecar-logs, which counts each result's log line); ask for fewer tags in it or a larger max-result-size",
+					dir, r.Name, size, maxResultSize)
+			}
+		}
+		return nil
+	}
 	size := MessageSize(ours, others)
-	if size <= Budget {
+	if size <= maxResultSize {
 		return nil
 	}
 	oursOnly := size - MessageSize(nil, others)
-	return badInputf("-results-dir %s: the results would take %d bytes of Tekton's %d-byte termination message budget (%d for the results asked for, %d for the entrypoint's StartedAt entry and %d other result files already in the directory); ask for fewer results (IMAGES grows with every tag) or a shorter -prefix",
-		dir, size, Budget, oursOnly, size-oursOnly, len(others))
+	what := "Tekton's 4096-byte termination message budget"
+	if maxResultSize != Budget {
+		what = fmt.Sprintf("the %d-byte -max-result-size", maxResultSize)
+	}
+	return badInputf("-results-dir %s: the results would take %d bytes of %s (%d for the results asked for, %d for the entrypoint's StartedAt entry and %d other result files already in the directory); ask for fewer results (IMAGES grows with every tag) or a shorter -prefix, or, with results-from: sidecar-logs, a larger -max-result-size",
+		dir, size, what, oursOnly, size-oursOnly, len(others))
+}
+
+// sidecarLogResult mirrors sidecarlogresults.SidecarLogResult in
+// github.com/tektoncd/pipeline internal/sidecarlogresults: one line the
+// results sidecar logs per result (json.Encoder, which escapes as
+// json.Marshal does; the newline is not counted).
+type sidecarLogResult struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Type  string `json:"type"`
+}
+
+// SidecarLineSize is the length of the line Tekton's results sidecar logs
+// for r, a Task result.
+func SidecarLineSize(r Result) int {
+	b, err := json.Marshal(sidecarLogResult{Name: r.Name, Value: r.Value, Type: "task"})
+	if err != nil { // strings always marshal
+		panic(err)
+	}
+	return len(b)
 }
 
 // message is the termination message written by -termination-message, for

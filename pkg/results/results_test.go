@@ -272,15 +272,15 @@ func TestCheckBudget(t *testing.T) {
 	base := MessageSize([]Result{{"IMAGES", ""}}, nil)
 	fits := []Result{{"IMAGES", strings.Repeat("x", Budget-base)}}
 	assert.Equal(t, MessageSize(fits, nil), Budget)
-	assert.NilError(t, CheckBudget("/tekton/results", fits, nil))
+	assert.NilError(t, CheckBudget("/tekton/results", fits, nil, Budget))
 
 	over := []Result{{"IMAGES", strings.Repeat("x", Budget-base+1)}}
-	err := CheckBudget("/tekton/results", over, nil)
+	err := CheckBudget("/tekton/results", over, nil, Budget)
 	assert.Assert(t, errors.Is(err, ErrBadInput))
 	assert.ErrorContains(t, err, fmt.Sprintf("-results-dir /tekton/results: the results would take %d bytes of Tekton's 4096-byte termination message budget", Budget+1))
 
 	// Results of other steps count.
-	err = CheckBudget("/tekton/results", fits, []Result{{"X", ""}})
+	err = CheckBudget("/tekton/results", fits, []Result{{"X", ""}}, Budget)
 	assert.ErrorContains(t, err, "and 1 other result files already in the directory")
 }
 
@@ -592,6 +592,266 @@ func BenchmarkRun(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// TestOCILayoutMerged: -oci-layout into a layout that already lists other
+// images (the build's own layout) keeps every descriptor that names none
+// of the report's tags, replaces those that do (by
+// io.containerd.image.name or a full reference in ref.name, normalised; or
+// a bare ref.name equal to a tag's tag when no full name says otherwise),
+// and adds the report's. The layout's blobs are not touched.
+func TestOCILayoutMerged(t *testing.T) {
+	const (
+		a = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		b = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	)
+	desc := func(d, annotations string) string {
+		s := `{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":7,"digest":"` + d + `"`
+		if annotations != "" {
+			s += `,"annotations":{` + annotations + `}`
+		}
+		return s + `}`
+	}
+	existing := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` +
+		desc(a, "") + `,` + // no name at all: kept
+		desc(a, `"org.opencontainers.image.ref.name":"build"`) + `,` + // another tag: kept
+		desc(b, `"io.containerd.image.name":"registry.example.com/other/app:latest","org.opencontainers.image.ref.name":"latest"`) + `,` + // same tag, other repository: kept
+		desc(b, `"io.containerd.image.name":"registry.example.com/team/app:latest","org.opencontainers.image.ref.name":"latest"`) + `,` + // ours: replaced
+		desc(b, `"org.opencontainers.image.ref.name":"registry.example.com/team/app:1.4.2"`) + `,` + // ours, full ref.name: replaced
+		desc(b, `"org.opencontainers.image.ref.name":"latest"`) + `,` + // a bare tag of ours (oci:DIR:latest): replaced
+		desc(a, `"io.containerd.image.name":"mirror.example.com:5000/app:1.4.2","vnd.example.note":"x"`) + // ours: replaced
+		`],"annotations":{"vnd.example.layout":"kept"}}`
+
+	o := testOptions(t)
+	o.Kinds = nil
+	o.OCILayout = filepath.Join(t.TempDir(), "layout")
+	o.Offline = true
+	mkdir(t, filepath.Join(o.OCILayout, "blobs", "sha256"))
+	blob := filepath.Join(o.OCILayout, "blobs", "sha256", strings.TrimPrefix(a, "sha256:"))
+	assert.NilError(t, os.WriteFile(blob, []byte("manifest"), 0o644))
+	assert.NilError(t, os.WriteFile(filepath.Join(o.OCILayout, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644))
+	assert.NilError(t, os.WriteFile(filepath.Join(o.OCILayout, "index.json"), []byte(existing), 0o644))
+
+	assert.NilError(t, runReport(context.Background(), o, registryReport(), slog.New(slog.DiscardHandler)))
+
+	raw, err := os.ReadFile(filepath.Join(o.OCILayout, "index.json"))
+	assert.NilError(t, err)
+	var got struct {
+		Annotations map[string]string `json:"annotations"`
+		Manifests   []struct {
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	assert.NilError(t, json.Unmarshal(raw, &got))
+	var names []string
+	for _, m := range got.Manifests {
+		names = append(names, m.Digest[7:8]+" "+m.Annotations["io.containerd.image.name"]+" "+m.Annotations["org.opencontainers.image.ref.name"])
+	}
+	assert.DeepEqual(t, names, []string{
+		"a  ",
+		"a  build",
+		"b registry.example.com/other/app:latest latest",
+		"9 registry.example.com/team/app:latest latest",
+		"9 registry.example.com/team/app:1.4.2 1.4.2",
+		"9 mirror.example.com:5000/app:1.4.2 1.4.2",
+	})
+	assert.DeepEqual(t, got.Annotations, map[string]string{"vnd.example.layout": "kept"})
+	golden.Assert(t, string(raw), "merged/index.json.golden")
+	b2, err := os.ReadFile(blob)
+	assert.NilError(t, err)
+	assert.Equal(t, string(b2), "manifest")
+
+	// An index.json that is not one is never overwritten: exit 2, nothing written.
+	assert.NilError(t, os.WriteFile(filepath.Join(o.OCILayout, "index.json"), []byte(`{"manifests":[`), 0o644))
+	err = runReport(context.Background(), o, registryReport(), slog.New(slog.DiscardHandler))
+	assert.Check(t, errors.Is(err, ErrBadInput), "%v", err)
+	assert.ErrorContains(t, err, "-oci-layout "+o.OCILayout+": index.json: ")
+	raw, err = os.ReadFile(filepath.Join(o.OCILayout, "index.json"))
+	assert.NilError(t, err)
+	assert.Equal(t, string(raw), `{"manifests":[`)
+}
+
+// TestOCILayoutBlobsChecked: -oci-layout-blobs is checked before anything
+// is read or written; offline, fetching is bad input.
+func TestOCILayoutBlobsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name, blobs, layout string
+		offline             bool
+		want                string
+	}{
+		{"unknown value", "all", "layout", false, `-oci-layout-blobs "all": want none or manifest`},
+		{"without -oci-layout", BlobsManifest, "", false, "-oci-layout-blobs manifest: needs -oci-layout"},
+		{"offline", BlobsManifest, "layout", true, "-oci-layout-blobs manifest: fetching manifests and configs needs the registry and -offline forbids asking it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t, DefaultKinds...)
+			mkdir(t, o.ResultsDir)
+			o.ReportPath = filepath.Join(t.TempDir(), "report.toml")
+			writeReport(t, o.ReportPath, reportTOML)
+			o.OCILayoutBlobs, o.Offline = tc.blobs, tc.offline
+			if tc.layout != "" {
+				o.OCILayout = filepath.Join(t.TempDir(), tc.layout)
+			}
+			err := Run(context.Background(), o)
+			assert.Check(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.ErrorContains(t, err, tc.want)
+			entries, err := os.ReadDir(o.ResultsDir)
+			assert.NilError(t, err)
+			assert.Check(t, is.Len(entries, 0), "nothing written")
+			if o.OCILayout != "" {
+				_, err := os.Stat(o.OCILayout)
+				assert.Check(t, errors.Is(err, fs.ErrNotExist), "layout written: %v", err)
+			}
+		})
+	}
+}
+
+// staleTOML is a report a previous run left on a persistent workspace.
+var staleTOML = strings.Replace(reportTOML, digest, other, 1)
+
+// TestRunWaitIgnoresAStaleReport: with -wait, a report that was already
+// there when the run started (a previous run's, on a persistent workspace)
+// is not taken: the run waits for one written after it started, and fails
+// when none comes. Before, it returned the stale report's values at once.
+func TestRunWaitIgnoresAStaleReport(t *testing.T) {
+	t.Run("a new report replaces it: its values", func(t *testing.T) {
+		o := testOptions(t, DefaultKinds...)
+		mkdir(t, o.ResultsDir)
+		o.ReportPath = filepath.Join(t.TempDir(), "report.toml")
+		writeReport(t, o.ReportPath, staleTOML)
+		o.Wait = 5 * time.Minute // bounded; the test ends as soon as the report appears
+		waiting := make(chan struct{})
+		o.Logger = slog.New(signalHandler{Handler: slog.DiscardHandler, waiting: waiting})
+		done := make(chan error, 1)
+		go func() { done <- Run(context.Background(), o) }()
+		select {
+		case <-waiting: // Run has seen the stale report and is polling
+		case err := <-done:
+			t.Fatalf("Run returned without waiting: %v", err)
+		}
+		writeReport(t, o.ReportPath, reportTOML)
+		assert.NilError(t, <-done)
+		b, err := os.ReadFile(filepath.Join(o.ResultsDir, "IMAGE_DIGEST"))
+		assert.NilError(t, err)
+		assert.Equal(t, string(b), digest)
+	})
+	t.Run("no new report: an error, nothing written", func(t *testing.T) {
+		o := testOptions(t, DefaultKinds...)
+		mkdir(t, o.ResultsDir)
+		o.ReportPath = filepath.Join(t.TempDir(), "report.toml")
+		writeReport(t, o.ReportPath, staleTOML)
+		o.Wait = 50 * time.Millisecond
+		err := Run(context.Background(), o)
+		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+		assert.ErrorContains(t, err, "-wait 50ms: "+o.ReportPath+": no report written after this run started")
+		entries, err := os.ReadDir(o.ResultsDir)
+		assert.NilError(t, err)
+		assert.Check(t, is.Len(entries, 0))
+	})
+}
+
+// TestRunNewer: -newer FILE names the point the report must be newer than
+// (its modification time), with or without -wait.
+func TestRunNewer(t *testing.T) {
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		report  time.Time // the report's mtime
+		wait    time.Duration
+		wantErr string
+	}{
+		{name: "newer: taken", report: base.Add(time.Second)},
+		{name: "newer, with -wait: taken at once", report: base.Add(time.Second), wait: time.Minute},
+		{name: "as old: refused", report: base, wantErr: "is not newer than -newer"},
+		{name: "older: refused", report: base.Add(-time.Hour), wantErr: "is not newer than -newer"},
+		{name: "older, with -wait: waited for, then refused", report: base.Add(-time.Hour), wait: 50 * time.Millisecond, wantErr: "-wait 50ms: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t, DefaultKinds...)
+			mkdir(t, o.ResultsDir)
+			dir := t.TempDir()
+			o.ReportPath = filepath.Join(dir, "report.toml")
+			writeReport(t, o.ReportPath, reportTOML)
+			assert.NilError(t, os.Chtimes(o.ReportPath, tc.report, tc.report))
+			o.Newer = filepath.Join(dir, "started")
+			assert.NilError(t, os.WriteFile(o.Newer, nil, 0o644))
+			assert.NilError(t, os.Chtimes(o.Newer, base, base))
+			o.Wait = tc.wait
+			err := Run(context.Background(), o)
+			if tc.wantErr == "" {
+				assert.NilError(t, err)
+				return
+			}
+			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.ErrorContains(t, err, tc.wantErr)
+			assert.ErrorContains(t, err, o.Newer)
+		})
+	}
+	t.Run("-newer missing: bad input", func(t *testing.T) {
+		o := testOptions(t, DefaultKinds...)
+		o.Newer = filepath.Join(t.TempDir(), "nothing")
+		err := Run(context.Background(), o)
+		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+		assert.ErrorContains(t, err, "-newer "+o.Newer)
+	})
+}
+
+// tagsReport is a registry report with n tags.
+func tagsReport(n int) *report.Report {
+	r := registryReport()
+	r.Image.Tags = nil
+	for i := range n {
+		r.Image.Tags = append(r.Image.Tags, fmt.Sprintf("registry.example.com/team/app:v%d", i))
+	}
+	return r
+}
+
+// TestMaxResultSize: -max-result-size is Tekton's max-result-size. Up to
+// 4096 the results share the termination message, which must fit in it;
+// above, only results-from: sidecar-logs carries them, each result's log
+// line checked alone. Before, the budget was 4096 whatever the cluster.
+func TestMaxResultSize(t *testing.T) {
+	images := func(r *report.Report) int { // IMAGES' sidecar log line
+		res, err := Compute(r, "report.toml", []Kind{Images}, "")
+		assert.NilError(t, err)
+		return SidecarLineSize(res[0])
+	}
+	big := tagsReport(100) // IMAGES alone: about 11 KB
+	for _, tc := range []struct {
+		name    string
+		r       *report.Report
+		max     int
+		wantErr string
+	}{
+		{name: "default: the termination message", r: big, wantErr: "of Tekton's 4096-byte termination message budget"},
+		{name: "4096: the same", r: big, max: 4096, wantErr: "of Tekton's 4096-byte termination message budget"},
+		{name: "smaller: stricter", r: tagsReport(10), max: 600, wantErr: "of the 600-byte -max-result-size"},
+		{name: "sidecar-logs, large enough", r: big, max: images(big)},
+		{name: "sidecar-logs, one byte short", r: big, max: images(big) - 1, wantErr: fmt.Sprintf("result IMAGES would take %d bytes, over the %d-byte -max-result-size", images(big), images(big)-1)},
+		{name: "the largest Tekton takes", r: big, max: MaxMaxResultSize},
+		{name: "over it", r: big, max: MaxMaxResultSize + 1, wantErr: "-max-result-size 1572864: want 1 to 1572863"},
+		{name: "negative", r: big, max: -1, wantErr: "-max-result-size -1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t, ImageDigest, ImageURL, Images)
+			mkdir(t, o.ResultsDir)
+			o.ReportPath = filepath.Join(t.TempDir(), "report.toml")
+			assert.NilError(t, report.Write(o.ReportPath, tc.r, report.SchemaRFC))
+			o.MaxResultSize = tc.max
+			err := Run(context.Background(), o)
+			entries, rerr := os.ReadDir(o.ResultsDir)
+			assert.NilError(t, rerr)
+			if tc.wantErr == "" {
+				assert.NilError(t, err)
+				assert.Check(t, is.Len(entries, 3))
+				return
+			}
+			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.ErrorContains(t, err, tc.wantErr)
+			assert.Check(t, is.Len(entries, 0), "nothing written")
 		})
 	}
 }

@@ -12,6 +12,7 @@
 package results
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,8 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
 	"github.com/exportreport/exportreport/pkg/atomicfile"
 	"github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
@@ -34,9 +33,15 @@ import (
 type Options struct {
 	// ReportPath is the report to read.
 	ReportPath string
-	// Wait, when positive, is how long to wait for ReportPath to appear
-	// (a parallel step or sidecar writes it, atomically, by rename).
+	// Wait, when positive, is how long to wait for a report at ReportPath
+	// written after this run started (a sidecar or another container writes
+	// it, atomically, by rename): one that was there already, a previous
+	// run's on a persistent workspace, is not taken.
 	Wait time.Duration
+	// Newer, when set, is a file the report must be newer than (its
+	// modification time), instead of "written after this run started";
+	// also without Wait.
+	Newer string
 	// ResultsDir is where result files go (Tekton: /tekton/results).
 	ResultsDir string
 	// Kinds are the results to write; none writes no result files.
@@ -44,11 +49,20 @@ type Options struct {
 	// Prefix, when set, names results PREFIX_IMAGE_DIGEST and so on.
 	Prefix string
 	// OCILayout, when set, is a directory to make an OCI image layout
-	// describing the report (oci-layout + index.json).
+	// describing the report (oci-layout + index.json), merged into the
+	// layout already there.
 	OCILayout string
+	// OCILayoutBlobs says which blobs to fetch from the registry into
+	// OCILayout: BlobsNone (or "") only lists descriptors, BlobsManifest
+	// also fetches the manifests and configs (no layers), so that tools can
+	// inspect the image from the layout.
+	OCILayoutBlobs string
 	// TerminationMessage, when set, is a file to write the report to as
 	// compact JSON of at most Budget bytes.
 	TerminationMessage string
+	// MaxResultSize is Tekton's max-result-size, the results' size budget
+	// (CheckBudget); zero means DefaultMaxResultSize (4096).
+	MaxResultSize int
 	// Offline forbids registry requests.
 	Offline bool
 	// Fsync makes every file written durable (fsync of the file and its
@@ -65,6 +79,12 @@ type Options struct {
 	LayoutOptions []layout.Option
 }
 
+// Values of Options.OCILayoutBlobs (-oci-layout-blobs).
+const (
+	BlobsNone     = "none"
+	BlobsManifest = "manifest"
+)
+
 // pollInterval bounds how often Run looks for the report while waiting.
 const pollInterval = 100 * time.Millisecond
 
@@ -79,13 +99,28 @@ func Run(ctx context.Context, o Options) error {
 	if err := CheckPrefix(o.Prefix); err != nil {
 		return err
 	}
+	if o.MaxResultSize == 0 {
+		o.MaxResultSize = DefaultMaxResultSize
+	}
+	if err := CheckMaxResultSize(o.MaxResultSize); err != nil {
+		return err
+	}
 	for _, k := range o.Kinds {
 		if !known(k) {
 			return badInputf("-results: unknown result %q; known: %s", k, joinKinds(Kinds))
 		}
 	}
+	switch o.OCILayoutBlobs {
+	case "", BlobsNone:
+	case BlobsManifest:
+		if o.OCILayout == "" {
+			return badInputf("-oci-layout-blobs %s: needs -oci-layout", o.OCILayoutBlobs)
+		}
+	default:
+		return badInputf("-oci-layout-blobs %q: want %s or %s", o.OCILayoutBlobs, BlobsNone, BlobsManifest)
+	}
 
-	r, err := readReport(ctx, o.ReportPath, o.Wait, log)
+	r, err := readReport(ctx, o, log)
 	if err != nil {
 		return err
 	}
@@ -100,11 +135,12 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 		return err
 	}
 	if len(res) > 0 {
-		others, err := otherResults(o.ResultsDir, res)
+		maxSize := cmp.Or(o.MaxResultSize, DefaultMaxResultSize)
+		others, err := otherResults(o.ResultsDir, res, maxSize)
 		if err != nil {
 			return err
 		}
-		if err := CheckBudget(o.ResultsDir, res, others); err != nil {
+		if err := CheckBudget(o.ResultsDir, res, others, maxSize); err != nil {
 			return err
 		}
 	}
@@ -117,10 +153,16 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 			return err
 		}
 	}
-	var idx v1.ImageIndex
+	var idx []byte
+	var blobs layout.Blobs
 	if o.OCILayout != "" {
 		if idx, err = index(ctx, r, o, log); err != nil {
 			return err
+		}
+		if o.OCILayoutBlobs == BlobsManifest {
+			if blobs, err = fetchBlobs(ctx, r, o, log); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -131,10 +173,14 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 		writeFile, writeLayout = atomicfile.WriteFile, layout.WriteDurable
 	}
 	if idx != nil {
+		// Blobs first: a descriptor is listed once what it points to is there.
+		if err := layout.WriteBlobs(o.OCILayout, blobs, o.Fsync); err != nil {
+			return err
+		}
 		if err := writeLayout(o.OCILayout, idx); err != nil {
 			return err
 		}
-		log.Info("wrote OCI layout", "dir", o.OCILayout, "tags", len(r.Image.Tags))
+		log.Info("wrote OCI layout", "dir", o.OCILayout, "tags", len(r.Image.Tags), "blobs", len(blobs))
 	}
 	if msg != nil {
 		if err := writeMessage(o.TerminationMessage, msg, o.Fsync, log); err != nil {
@@ -152,14 +198,75 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 	return nil
 }
 
-// readReport reads the report at path, first waiting up to wait for it to
-// appear. The writer renames a complete report into place, so a report that
-// exists is whole.
-func readReport(ctx context.Context, path string, wait time.Duration, log *slog.Logger) (*report.Report, error) {
+// fresh says whether the report file fi is one this run may take: with
+// neither Wait nor Newer, any; with Newer, one modified after that file;
+// with Wait alone, one that is not the file that was at the report path when
+// the run started (another file renamed into place, or this one written to
+// since). What it knows of the start is taken once, by newFreshness.
+type freshness struct {
+	newer   string      // -newer FILE, or ""
+	mark    fs.FileInfo // -newer's file; or the report as found at the start (nil: none)
+	checked bool        // Wait or Newer given
+}
+
+func newFreshness(o Options) (*freshness, error) {
+	f := &freshness{newer: o.Newer, checked: o.Wait > 0 || o.Newer != ""}
+	if o.Newer != "" {
+		fi, err := os.Stat(o.Newer)
+		if err != nil {
+			return nil, badInputf("-newer %s: %v", o.Newer, err)
+		}
+		f.mark = fi
+		return f, nil
+	}
+	if o.Wait > 0 {
+		if fi, err := os.Stat(o.ReportPath); err == nil {
+			f.mark = fi
+		}
+	}
+	return f, nil
+}
+
+func (f *freshness) fresh(fi fs.FileInfo) bool {
+	switch {
+	case !f.checked:
+		return true
+	case f.newer != "":
+		return fi.ModTime().After(f.mark.ModTime())
+	case f.mark == nil:
+		return true
+	}
+	return !os.SameFile(fi, f.mark) || fi.Size() != f.mark.Size() || !fi.ModTime().Equal(f.mark.ModTime())
+}
+
+// stale is the error for a report this run may not take.
+func (f *freshness) stale(path string, wait time.Duration) error {
+	prefix := ""
 	if wait > 0 {
-		if err := waitFor(ctx, path, wait, log); err != nil {
+		prefix = fmt.Sprintf("-wait %s: ", wait)
+	}
+	if f.newer != "" {
+		return badInputf("%sreport %s is not newer than -newer %s (written by an earlier run?)", prefix, path, f.newer)
+	}
+	return badInputf("%s%s: no report written after this run started (the one there is from before it: an earlier run's?)", prefix, path)
+}
+
+// readReport reads the report at path, first waiting up to wait for a
+// fresh one (freshness). The writer renames a complete report into place,
+// so a report that exists is whole.
+func readReport(ctx context.Context, o Options, log *slog.Logger) (*report.Report, error) {
+	path, wait := o.ReportPath, o.Wait
+	f, err := newFreshness(o)
+	if err != nil {
+		return nil, err
+	}
+	if wait > 0 {
+		if err := waitFor(ctx, path, wait, f, log); err != nil {
 			return nil, err
 		}
+	}
+	if fi, err := os.Stat(path); err == nil && !f.fresh(fi) {
+		return nil, f.stale(path, wait)
 	}
 	r, err := report.Read(path)
 	if err != nil {
@@ -171,15 +278,16 @@ func readReport(ctx context.Context, path string, wait time.Duration, log *slog.
 	return r, nil
 }
 
-// waitFor polls for path until it exists, wait runs out or ctx is done.
-// Running out is not an error here: report.Read then says the file is
-// missing.
-func waitFor(ctx context.Context, path string, wait time.Duration, log *slog.Logger) error {
+// waitFor polls for a fresh report at path until there is one, wait runs
+// out or ctx is done. Running out is not an error here: the caller then
+// says what it found.
+func waitFor(ctx context.Context, path string, wait time.Duration, f *freshness, log *slog.Logger) error {
 	deadline := time.Now().Add(wait)
 	interval := min(pollInterval, max(wait/10, time.Millisecond))
 	logged := false
 	for {
-		if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		fi, err := os.Stat(path)
+		if (err == nil && f.fresh(fi)) || (err != nil && !errors.Is(err, fs.ErrNotExist)) {
 			return nil
 		}
 		left := time.Until(deadline)
@@ -187,7 +295,7 @@ func waitFor(ctx context.Context, path string, wait time.Duration, log *slog.Log
 			return nil
 		}
 		if !logged {
-			log.Debug("waiting for the report", "path", path, "wait", wait)
+			log.Info("waiting for the report", "path", path, "wait", wait, "earlier_report_ignored", err == nil)
 			logged = true
 		}
 		t := time.NewTimer(min(interval, left))
@@ -200,19 +308,14 @@ func waitFor(ctx context.Context, path string, wait time.Duration, log *slog.Log
 	}
 }
 
-// index builds the OCI image index for -oci-layout: the report's descriptor
-// (asking the registry for what the report lacks, unless offline) under
-// every tag.
-func index(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (v1.ImageIndex, error) {
+// index builds the index.json for -oci-layout: the layout's own index, if
+// it has one, merged with the report's descriptor (asking the registry for
+// what the report lacks, unless offline) under every tag.
+func index(ctx context.Context, r *report.Report, o Options, log *slog.Logger) ([]byte, error) {
 	if r.Image.Digest == "" {
 		return nil, badInputf("-oci-layout %s: report %s is from a daemon export: it has image_id but no registry digest, which an OCI layout needs", o.OCILayout, o.ReportPath)
 	}
-	opts := append([]layout.Option{
-		layout.WithOffline(o.Offline),
-		layout.WithInsecureRegistries(o.InsecureRegistries...),
-		layout.WithLogger(log),
-	}, o.LayoutOptions...)
-	desc, err := layout.Describe(ctx, r, opts...)
+	desc, err := layout.Describe(ctx, r, o.layoutOptions(log)...)
 	if errors.Is(err, layout.ErrNeedRegistry) {
 		return nil, badInputf("-oci-layout %s: report %s: %v", o.OCILayout, o.ReportPath, err)
 	}
@@ -223,17 +326,43 @@ func index(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (
 	if err != nil {
 		return nil, badInputf("-oci-layout %s: report %s: %v", o.OCILayout, o.ReportPath, err)
 	}
-	if _, err := idx.RawManifest(); err != nil {
-		return nil, fmt.Errorf("-oci-layout %s: %w", o.OCILayout, err)
+	merged, err := layout.Merge(o.OCILayout, idx)
+	if errors.Is(err, layout.ErrBadIndex) {
+		return nil, badInputf("%v", err)
 	}
-	return idx, nil
+	return merged, err
+}
+
+// fetchBlobs gets the manifests and configs for -oci-layout-blobs manifest.
+func fetchBlobs(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (layout.Blobs, error) {
+	if err := layout.CheckBlobsDir(o.OCILayout); err != nil {
+		return nil, badInputf("%v", err)
+	}
+	blobs, err := layout.FetchManifests(ctx, r, o.layoutOptions(log)...)
+	if errors.Is(err, layout.ErrNeedBlobs) {
+		return nil, badInputf("-oci-layout-blobs %s: %v", o.OCILayoutBlobs, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("-oci-layout-blobs %s: report %s: %w", o.OCILayoutBlobs, o.ReportPath, err)
+	}
+	return blobs, nil
+}
+
+// layoutOptions are the package layout options o implies, then
+// o.LayoutOptions.
+func (o Options) layoutOptions(log *slog.Logger) []layout.Option {
+	return append([]layout.Option{
+		layout.WithOffline(o.Offline),
+		layout.WithInsecureRegistries(o.InsecureRegistries...),
+		layout.WithLogger(log),
+	}, o.LayoutOptions...)
 }
 
 // otherResults returns the results already in dir that this run will not
 // overwrite: Tekton's entrypoint puts every declared result present into the
 // same termination message, so they count against the budget. Temp files
 // and names that cannot be results are skipped.
-func otherResults(dir string, ours []Result) ([]Result, error) {
+func otherResults(dir string, ours []Result, maxSize int) ([]Result, error) {
 	if err := checkDir(dir, "-results-dir "+dir); err != nil {
 		return nil, err
 	}
@@ -256,7 +385,7 @@ func otherResults(dir string, ours []Result) ([]Result, error) {
 			return nil, fmt.Errorf("-results-dir %s: %w", dir, err)
 		}
 		// More than the budget cannot fit anyway; don't read a huge file.
-		b, err := io.ReadAll(io.LimitReader(f, Budget+1))
+		b, err := io.ReadAll(io.LimitReader(f, int64(max(maxSize, Budget))+1))
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("-results-dir %s: %w", dir, err)

@@ -68,7 +68,8 @@ func (r *Rule) matches(req *http.Request) bool {
 // Request is one request the proxy saw, and what it answered.
 type Request struct {
 	Method, Path string
-	Status       int // what the client got
+	Query        string // the raw URL query
+	Status       int    // what the client got
 	Fault        bool
 	Start, End   time.Time
 	// Authorization reports whether the request carried that header (its
@@ -142,6 +143,17 @@ func (p *Proxy) Requests() []Request {
 	return append([]Request(nil), p.requests...)
 }
 
+// Faults counts the requests answered with a fault so far.
+func (p *Proxy) Faults() int {
+	n := 0
+	for _, r := range p.Requests() {
+		if r.Fault {
+			n++
+		}
+	}
+	return n
+}
+
 // fault returns the rule to apply to req, consuming one of its faults.
 func (p *Proxy) fault(req *http.Request) *Rule {
 	p.mu.Lock()
@@ -158,7 +170,7 @@ func (p *Proxy) fault(req *http.Request) *Rule {
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, req *http.Request) {
-	rec := Request{Method: req.Method, Path: req.URL.Path, Start: time.Now(),
+	rec := Request{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Start: time.Now(),
 		Authorization: req.Header.Get("Authorization") != ""}
 	defer func() {
 		rec.End = time.Now()

@@ -154,11 +154,11 @@ func count(reqs []Request, method, path string) int {
 	return n
 }
 
-// Transient statuses are retried: three 503s in a row on any kind of
-// request (the first ping included), or a 429, and the export succeeds
-// with the right digest.
-func TestTransientStatusRetried(t *testing.T) {
-	t.Parallel()
+// registryBehindProxy starts the registry behind a fault proxy and writes
+// a random image as an OCI layout; it returns them, the image's digest and
+// the digest of its first layer.
+func registryBehindProxy(t *testing.T) (*distribution.Registry, *Proxy, string, v1.Hash, v1.Hash) {
+	t.Helper()
 	reg := distribution.Start(t)
 	proxy := Start(t, reg.URL(), nil)
 	src, want, img := newLayoutImage(t)
@@ -166,6 +166,15 @@ func TestTransientStatusRetried(t *testing.T) {
 	assert.NilError(t, err)
 	layer, err := layers[0].Digest()
 	assert.NilError(t, err)
+	return reg, proxy, src, want, layer
+}
+
+// Transient statuses are retried: three 503s in a row on any kind of
+// request (the first ping included), or a 429, and the export succeeds
+// with the right digest.
+func TestTransientStatusRetried(t *testing.T) {
+	t.Parallel()
+	reg, proxy, src, want, layer := registryBehindProxy(t)
 
 	tests := []struct {
 		name string
@@ -194,12 +203,7 @@ func TestTransientStatusRetried(t *testing.T) {
 			res := export(t, src, reportPath, proxy.Host(), nil, tag)
 			assert.Equal(t, res.code, 0, res.stderr)
 			assert.Check(t, is.Equal(strings.TrimSpace(res.stdout), want.String()))
-			faults := 0
-			for _, r := range proxy.Requests() {
-				if r.Fault {
-					faults++
-				}
-			}
+			faults := proxy.Faults()
 			assert.Check(t, is.Equal(faults, tc.rule.Times), "the faults were not all hit")
 			assertPushed(t, reg, reportPath, tag, want)
 		})
@@ -285,12 +289,7 @@ func TestClientErrorsNotRetried(t *testing.T) {
 			assertNoFile(t, reportPath)
 			// Blobs upload in parallel: at most one try per blob (2 layers
 			// and a config), one for the manifest.
-			faults := 0
-			for _, r := range proxy.Requests() {
-				if r.Fault {
-					faults++
-				}
-			}
+			faults := proxy.Faults()
 			max := 1
 			if strings.Contains(tc.rule.Path, "blobs") {
 				max = 3
@@ -336,6 +335,89 @@ func TestPersistentFailureBounded(t *testing.T) {
 			assertNoFile(t, reportPath)
 			assert.Check(t, is.Contains(res.stderr, tc.host))
 			assert.Check(t, res.took < maxFailTime, "gave up after %s, documented bound %s", res.took, maxFailTime)
+		})
+	}
+}
+
+// Retry policy, as docs/reliability.md states it: at most retryTries tries
+// per request, waits of 0.5 s doubling with up to 10 % jitter, or what
+// Retry-After asks when longer (capped at 10 s); no wait after the last try.
+const (
+	retryTries      = 5
+	retryJitter     = 1.1
+	retryAfterLimit = 10 * time.Second
+)
+
+// retryBound is the documented longest time the waits between the tries of
+// one request take when it keeps failing, Retry-After ra (0: none).
+func retryBound(ra time.Duration) time.Duration {
+	var total time.Duration
+	backoff := 500 * time.Millisecond
+	for range retryTries - 1 {
+		total += max(time.Duration(float64(backoff)*retryJitter), min(ra, retryAfterLimit))
+		backoff *= 2
+	}
+	return total
+}
+
+// A registry that keeps failing one request of the push, on the blob
+// upload or the manifest PUT, with or without Retry-After: that request is
+// tried exactly retryTries times (one retry layer: before, a blob upload's
+// POST went through go-containerregistry's retrying transport inside
+// export-step's own retries, about 25 tries), the export fails with exit 1
+// and no report, within the documented bound (the waits, plus generous
+// slack for the requests themselves on a busy machine) and, with
+// Retry-After, no sooner than it asks. With a -timeout shorter than what
+// Retry-After asks, it gives up at once.
+func TestPersistentFaultOneRetryLayer(t *testing.T) {
+	t.Parallel()
+	_, proxy, src, _, layer := registryBehindProxy(t)
+	oneBlob := "mount=" + url.QueryEscape(layer.String())
+
+	const slack = 5 * time.Second
+	retryAfter2 := http.Header{"Retry-After": {"2"}}
+	tests := []struct {
+		name         string
+		rule         Rule
+		ra           time.Duration
+		args         []string
+		tries        int
+		maxTook      time.Duration
+		stderr       string
+		method, path string
+	}{
+		{name: "503 on one blob's upload (its POST)", rule: Rule{Method: http.MethodPost, Path: "/blobs/uploads/", Query: oneBlob, Status: 503},
+			tries: retryTries, maxTook: retryBound(0) + slack, stderr: "UNAVAILABLE"},
+		{name: "503 on one blob's upload PUT", rule: Rule{Method: http.MethodPut, Path: "/blobs/uploads/", Query: "digest=" + url.QueryEscape(layer.String()), Status: 503},
+			tries: retryTries, maxTook: retryBound(0) + slack, stderr: "UNAVAILABLE"},
+		{name: "503 on the manifest PUT", rule: Rule{Method: http.MethodPut, Path: "/manifests/", Status: 503},
+			tries: retryTries, maxTook: retryBound(0) + slack, stderr: "UNAVAILABLE"},
+		{name: "429 Retry-After: 2 on one blob's upload", rule: Rule{Method: http.MethodPost, Path: "/blobs/uploads/", Query: oneBlob, Status: 429, Header: retryAfter2},
+			ra: 2 * time.Second, tries: retryTries, maxTook: retryBound(2*time.Second) + slack, stderr: "TOOMANYREQUESTS"},
+		{name: "429 Retry-After: 2 on the manifest PUT", rule: Rule{Method: http.MethodPut, Path: "/manifests/", Status: 429, Header: retryAfter2},
+			ra: 2 * time.Second, tries: retryTries, maxTook: retryBound(2*time.Second) + slack, stderr: "TOOMANYREQUESTS"},
+		{name: "503 Retry-After: 10 on the manifest PUT, -timeout 3s", rule: Rule{Method: http.MethodPut, Path: "/manifests/", Status: 503, Header: http.Header{"Retry-After": {"10"}}},
+			args: []string{"-timeout", "3s"}, tries: 1, maxTook: 3*time.Second + slack, stderr: "-timeout 3s"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy.Reset()
+			proxy.Add(tc.rule)
+			reportPath := filepath.Join(t.TempDir(), "report.toml")
+			writeStale(t, reportPath)
+			tag := proxy.Host() + "/persistent/app" + string(rune('a'+i)) + ":v1"
+			args := append([]string{"-quiet", "-source", "oci:" + src, "-report", reportPath, "-insecure-registry", proxy.Host()}, tc.args...)
+			res := runCommand(t, nil, exportStep, append(args, tag)...)
+			assert.Equal(t, res.code, 1, res.stderr)
+			assertNoFile(t, reportPath)
+			assert.Check(t, is.Contains(res.stderr, tc.stderr))
+			assert.Check(t, is.Equal(strings.Count(res.stderr, "\n"), 1), "stderr is not one line")
+			faulted := proxy.Faults()
+			assert.Check(t, is.Equal(faulted, tc.tries), "the failing request was tried %d times, want %d", faulted, tc.tries)
+			assert.Check(t, res.took < tc.maxTook, "gave up after %s, documented bound %s", res.took, tc.maxTook)
+			if tc.ra > 0 {
+				assert.Check(t, res.took >= time.Duration(tc.tries-1)*tc.ra, "gave up after %s: Retry-After %s was not waited for", res.took, tc.ra)
+			}
 		})
 	}
 }

@@ -252,3 +252,28 @@ func checkIndex(t *testing.T, d name.Digest, entrypoint string, opts []remote.Op
 	sort.Strings(platforms)
 	assert.DeepEqual(t, platforms, []string{"linux/amd64", "linux/arm64"})
 }
+
+// TestKoBaseImagePinnedByDigest: the release base in ko.yaml (and any
+// override) names an image by digest, so that two releases of one commit
+// build on the same base; a moving tag (cgr.dev/chainguard/static:latest)
+// would make the reproducibility claim false. The bump procedure is in
+// ko.yaml's comment.
+func TestKoBaseImagePinnedByDigest(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "ko.yaml"))
+	assert.NilError(t, err)
+	var cfg struct {
+		DefaultBaseImage   string            `json:"defaultBaseImage"`
+		BaseImageOverrides map[string]string `json:"baseImageOverrides"`
+	}
+	assert.NilError(t, yaml.Unmarshal(data, &cfg))
+	pinned := regexp.MustCompile(`^[^@\s]+@sha256:[0-9a-f]{64}$`)
+	bases := map[string]string{"defaultBaseImage": cfg.DefaultBaseImage}
+	for k, v := range cfg.BaseImageOverrides {
+		bases["baseImageOverrides."+k] = v
+	}
+	for key, ref := range bases {
+		assert.Check(t, pinned.MatchString(ref), "ko.yaml %s %q is not pinned by digest (…@sha256:<64 hex>)", key, ref)
+		_, err := name.NewDigest(ref)
+		assert.Check(t, err, "ko.yaml %s %q", key, ref)
+	}
+}
