@@ -66,6 +66,13 @@ func testPodSecurity(t *testing.T, e *env) {
 		report := fmt.Sprintf("[image]\n  tags = [%q]\n  digest = %q\n  manifest_size = 1234\n  media_type = \"application/vnd.oci.image.manifest.v1+json\"\n", tag, digest)
 		assert.NilError(t, os.WriteFile(filepath.Join(ws, "report.toml"), []byte(report), 0o644))
 		r.Claim(t, "source", ws)
+		// Tekton ignores a param a Task does not declare: make sure this
+		// one is the Task's.
+		declared := false
+		for _, p := range e.task(t, "report-to-results").Params {
+			declared = declared || p.Name == "OFFLINE"
+		}
+		assert.Assert(t, declared, "report-to-results declares no OFFLINE param")
 		run := r.Run(ctx(t), t, taskRun("offline", "report-to-results", v1.Params{strParam("OFFLINE", "true")}, claim("source", "source")))
 		assertSucceeded(t, run)
 		assert.Check(t, is.Equal(run.Results()["IMAGE_DIGEST"], digest))

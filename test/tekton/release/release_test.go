@@ -180,11 +180,60 @@ func TestReleaseIsPinnedByDigest(t *testing.T) {
 	}
 
 	checkBundles(t, first, bundles, repo)
+	checkPipelineImageParams(t, first)
 
 	second, bundlesAgain := release(t, root, ko, repo, base)
 	again, _ := images(t, second)
 	assert.DeepEqual(t, again, imgs)
 	assert.Equal(t, string(bundlesAgain), string(bundles), "the bundles of the same release differ")
+}
+
+// checkPipelineImageParams: a Pipeline names a third-party image only
+// through a param (hack/release lets "image: $(params.X)" through), so
+// that param's default, when it has one, must be pinned by digest too.
+func checkPipelineImageParams(t *testing.T, release []byte) {
+	t.Helper()
+	ref := regexp.MustCompile(`^\$\(params\.([A-Za-z0-9_-]+)\)$`)
+	checked := 0
+	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(release), -1) {
+		var obj struct {
+			Kind     string
+			Metadata struct{ Name string }
+			Spec     struct {
+				Params []struct {
+					Name    string
+					Default any
+				}
+			}
+		}
+		assert.NilError(t, yaml.Unmarshal([]byte(doc), &obj))
+		if obj.Kind != "Pipeline" {
+			continue
+		}
+		var tree any
+		assert.NilError(t, yaml.Unmarshal([]byte(doc), &tree))
+		imageParams := map[string]bool{}
+		walk(tree, func(key string, v any) {
+			if s, ok := v.(string); ok && key == "image" {
+				if m := ref.FindStringSubmatch(s); m != nil {
+					imageParams[m[1]] = true
+				}
+			}
+		})
+		// A pipeline task's param passing a Pipeline param on under the
+		// same name (CONSUMER_IMAGE: $(params.CONSUMER_IMAGE)) is the
+		// Pipeline's param.
+		for _, p := range obj.Spec.Params {
+			def, ok := p.Default.(string)
+			if !imageParams[p.Name] || !ok {
+				continue
+			}
+			_, err := name.NewDigest(def)
+			assert.Check(t, err == nil, "Pipeline %s: param %s defaults to %q, not pinned by digest", obj.Metadata.Name, p.Name, def)
+			checked++
+		}
+	}
+	assert.Assert(t, checked >= 3, "expected the image params of both Pipelines, checked %d", checked)
 }
 
 // checkBundles resolves every bundle hack/release listed with Tekton's own
