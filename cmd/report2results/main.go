@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/pkg/results"
 )
@@ -30,14 +31,24 @@ func run(args []string, stderr io.Writer) int {
 		reportPath = p
 	}
 	var o results.Options
+	var from pushed.FromList
 	var list string
 	var insecure insecure.Hosts
 	var quiet bool
 	fs := flag.NewFlagSet("report2results", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.ReportPath, "report", reportPath, "`PATH` of the report to read (env "+report.EnvPath+")")
+	fs.Var(&from, "from", "read `KIND:PATH`, what a builder wrote (repeatable): report, refs, digest, buildx, jib, oci-layout or auto (docs/results.md)")
+	fs.Func("report", "`PATH` of the report to read, = -from report:PATH (default "+reportPath+", env "+report.EnvPath+")", func(p string) error {
+		from = append(from, pushed.From{Kind: pushed.Report, Path: p})
+		return nil
+	})
+	fs.StringVar(&o.Image, "image", "", "`REF` the image a bare digest (-from digest:) is of, or the repository of a layout's tags")
+	fs.StringVar(&o.Primary, "primary", "", "of several images, the one `REF` names is IMAGE_URL, IMAGE_DIGEST, ... (default: the first)")
+	fs.StringVar(&o.LayoutDir, "layout-dir", os.Getenv("CNB_LAYOUT_DIR"), "the Buildpacks lifecycle's layout `DIR`, for its report of an export to an OCI layout (env CNB_LAYOUT_DIR)")
+	fs.StringVar(&o.WriteReport, "write-report", "", "also write the (primary) image as a report.toml to `PATH`")
+	fs.Var(&o.ReportSchema, "report-schema", "spelling of -write-report: rfc or platform (default rfc)")
 	fs.StringVar(&o.ResultsDir, "results-dir", "/tekton/results", "`DIR` to write result files to")
-	fs.StringVar(&list, "results", "IMAGE_DIGEST,IMAGE_URL", "`LIST` of results to write, comma-separated: IMAGE_DIGEST, IMAGE_URL, IMAGES, IMAGE_ID, IMAGE_REF")
+	fs.StringVar(&list, "results", "IMAGE_DIGEST,IMAGE_URL", "`LIST` of results to write, comma-separated: IMAGE_DIGEST, IMAGE_URL, IMAGES, IMAGE_ID, IMAGE_REF, ARTIFACT_OUTPUTS")
 	fs.StringVar(&o.Prefix, "prefix", "", "name results `P`_IMAGE_DIGEST, P_IMAGE_URL, ...")
 	fs.StringVar(&o.OCILayout, "oci-layout", "", "also write oci-layout + index.json (one descriptor per tag, merged into what DIR lists) into `DIR`")
 	fs.StringVar(&o.OCILayoutBlobs, "oci-layout-blobs", results.BlobsNone, "with -oci-layout, `WHICH` blobs to fetch from the registry: none (descriptors only) or manifest (manifests and configs, no layers)")
@@ -78,6 +89,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	o.Kinds = kinds
 	o.InsecureRegistries = insecure
+	o.From, o.ReportPath = from, reportPath
 	level := slog.LevelInfo
 	if quiet {
 		level = slog.LevelWarn

@@ -267,3 +267,32 @@ func write(dir string, index []byte, writeFile func(string, []byte, os.FileMode)
 	}
 	return nil
 }
+
+// Head asks the registry, with one HEAD request, for the descriptor of ref
+// as written (a tag, a repository meaning its latest tag, or a digest
+// reference), with the options' keychain, transport and insecure hosts.
+// WithOffline makes it fail with ErrNeedRegistry.
+func Head(ctx context.Context, ref string, opts ...Option) (v1.Descriptor, error) {
+	o := newOptions(opts)
+	if o.offline {
+		return v1.Descriptor{}, ErrNeedRegistry
+	}
+	var nopts []name.Option
+	if r, err := name.ParseReference(ref); err == nil && o.insecure.Match(r.Context().RegistryStr()) {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, nopts...)
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("reference %q: %w", ref, err)
+	}
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(o.keychain)}
+	if t := o.transportFor(r.Context().RegistryStr()); t != nil {
+		ropts = append(ropts, remote.WithTransport(t))
+	}
+	o.logger.Debug("HEAD manifest", "ref", r.String())
+	got, err := remote.Head(r, ropts...)
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("HEAD %s: %w", r, err)
+	}
+	return *got, nil
+}

@@ -189,3 +189,39 @@ func normalised(ref string) string {
 	}
 	return r.Name()
 }
+
+// Find returns the descriptor of the layout at dir that names ref (the
+// rule Merge uses to replace one), and whether there is one.
+func Find(dir, ref string) (v1.Descriptor, bool) {
+	idx, err := readIndex(dir)
+	if err != nil {
+		return v1.Descriptor{}, false
+	}
+	names := newNameSet()
+	names.add(ref)
+	for _, raw := range idx.Manifests {
+		var d v1.Descriptor
+		if json.Unmarshal(raw, &d) != nil {
+			continue
+		}
+		if names.named(d.Annotations) {
+			return d, true
+		}
+	}
+	return v1.Descriptor{}, false
+}
+
+// Only returns the descriptor of the layout at dir when its index.json
+// lists exactly one manifest (a layout the Buildpacks lifecycle writes per
+// image), and whether it does.
+func Only(dir string) (v1.Descriptor, bool) {
+	idx, err := readIndex(dir)
+	if err != nil || len(idx.Manifests) != 1 {
+		return v1.Descriptor{}, false
+	}
+	var d v1.Descriptor
+	if json.Unmarshal(idx.Manifests[0], &d) != nil || d.Digest == (v1.Hash{}) {
+		return v1.Descriptor{}, false
+	}
+	return d, true
+}

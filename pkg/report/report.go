@@ -67,13 +67,22 @@ type Image struct {
 // refused without being read whole. See docs/report.md for what is accepted.
 func Read(path string) (*Report, error) { return read(path) }
 
+// ReadWithoutDigest is Read, accepting what ParseWithoutDigest accepts.
+func ReadWithoutDigest(path string) (*Report, error) { return readReport(path, true) }
+
 // Parse decodes and validates a report from data; name is used in errors.
 // It accepts every spelling Read does: image_id or image-id (with or without
 // "sha256:", full or short), manifest_size or manifest-size (integer or
 // quoted integer), media_type or media-type; a [build] table and unknown keys
 // are ignored. The same field spelled both ways with different values is an
 // error.
-func Parse(name string, data []byte) (*Report, error) { return parse(name, data) }
+func Parse(name string, data []byte) (*Report, error) { return parse(name, data, false) }
+
+// ParseWithoutDigest is Parse, but a report with neither digest nor image
+// ID is accepted too: the Buildpacks lifecycle writes one when it exports
+// to an OCI layout (-layout), where the digest then is (the layout of each
+// tag, under the lifecycle's layout directory).
+func ParseWithoutDigest(name string, data []byte) (*Report, error) { return parse(name, data, true) }
 
 // Validate checks the report against the schema rules in DESIGN.md, the
 // same rules Parse applies: at least one tag, each a valid image reference;

@@ -20,7 +20,11 @@ var digestHexLen = map[string]int{"sha256": 64, "sha512": 128}
 const minShortImageID = 12
 
 // validate applies the value rules to r; names spell the keys in messages.
-func validate(r *Report, names keyNames) error {
+func validate(r *Report, names keyNames) error { return validateReport(r, names, false) }
+
+// validateReport is validate; noDigest accepts a report with neither digest
+// nor image ID (a lifecycle export to an OCI layout).
+func validateReport(r *Report, names keyNames, noDigest bool) error {
 	if r == nil {
 		return errors.New("no report")
 	}
@@ -43,7 +47,7 @@ func validate(r *Report, names keyNames) error {
 			return imageIDProblem(names.imageID, img.ImageID)
 		}
 	}
-	if img.Digest == "" && img.ImageID == "" {
+	if img.Digest == "" && img.ImageID == "" && !noDigest {
 		return fmt.Errorf("[image] has neither digest nor %s: a registry or OCI layout export records digest, a daemon export %s", names.imageID, names.imageID)
 	}
 	if img.ManifestSize < 0 {

@@ -1,33 +1,21 @@
 package results
 
 import (
-	"errors"
-	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // ErrBadInput is wrapped by every error that is the caller's fault: an
 // unknown result name, a bad prefix, a result the report cannot give (an
-// IMAGE_DIGEST from a daemon export), results over the size budget. Commands
-// map it, like report.ErrInvalid, to exit code 2.
-var ErrBadInput = errors.New("bad input")
+// IMAGE_DIGEST from a daemon export), results over the size budget, an
+// input that is not what its kind says. Commands map it, like
+// report.ErrInvalid, to exit code 2. It is badinput.Err.
+var ErrBadInput = badinput.Err
 
-// badInput is an error whose message is exactly its text and which matches
-// ErrBadInput with errors.Is.
-type badInput struct{ msg string }
-
-func (e *badInput) Error() string        { return e.msg }
-func (e *badInput) Is(target error) bool { return target == ErrBadInput }
-
-// badInputf formats a one-line error: a line break in what it quotes (a
-// go-containerregistry error repeats the reference as it was written, which
-// may hold one) is escaped, so the message stays one line.
-func badInputf(format string, args ...any) error {
-	return &badInput{msg: oneLine.Replace(fmt.Sprintf(format, args...))}
-}
-
-var oneLine = strings.NewReplacer("\r\n", `\r\n`, "\n", `\n`, "\r", `\r`, "\u2028", `\u2028`, "\u2029", `\u2029`)
+// badInputf formats a one-line error that wraps ErrBadInput.
+func badInputf(format string, args ...any) error { return badinput.Errorf(format, args...) }
 
 // Kind is a result this package can compute; a result's name is its Kind,
 // optionally prefixed.
@@ -48,10 +36,15 @@ const (
 	ImageID Kind = "IMAGE_ID"
 	// ImageRef is IMAGE_URL@IMAGE_DIGEST.
 	ImageRef Kind = "IMAGE_REF"
+	// ArtifactOutputs is Tekton's object result {"uri": REPOSITORY,
+	// "digest": "sha256:<hex>", "isBuildArtifact": "true"}, the form
+	// Chains' SLSA v1.0 formatter (slsa/v2alpha4) takes as a subject.
+	// Chains type hint *ARTIFACT_OUTPUTS.
+	ArtifactOutputs Kind = "ARTIFACT_OUTPUTS"
 )
 
 // Kinds lists every Kind, in documentation order.
-var Kinds = []Kind{ImageDigest, ImageURL, Images, ImageID, ImageRef}
+var Kinds = []Kind{ImageDigest, ImageURL, Images, ImageID, ImageRef, ArtifactOutputs}
 
 // DefaultKinds is what -results asks for by default.
 var DefaultKinds = []Kind{ImageDigest, ImageURL}

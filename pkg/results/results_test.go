@@ -19,6 +19,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
+	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -54,9 +55,9 @@ func TestParseKinds(t *testing.T) {
 		{list: "IMAGE_DIGEST,IMAGE_URL", want: []Kind{ImageDigest, ImageURL}},
 		{list: " IMAGES , IMAGE_ID,", want: []Kind{Images, ImageID}},
 		{list: "IMAGE_REF,IMAGE_REF,IMAGE_DIGEST", want: []Kind{ImageRef, ImageDigest}},
-		{list: "IMAGE_DIGEST,IMAGE_URL,IMAGES,IMAGE_ID,IMAGE_REF", want: Kinds},
+		{list: "IMAGE_DIGEST,IMAGE_URL,IMAGES,IMAGE_ID,IMAGE_REF,ARTIFACT_OUTPUTS", want: Kinds},
 		{list: "", want: nil},
-		{list: "IMAGE_DIGESTS", wantErr: `-results "IMAGE_DIGESTS": unknown result "IMAGE_DIGESTS"; known: IMAGE_DIGEST,IMAGE_URL,IMAGES,IMAGE_ID,IMAGE_REF`},
+		{list: "IMAGE_DIGESTS", wantErr: `-results "IMAGE_DIGESTS": unknown result "IMAGE_DIGESTS"; known: IMAGE_DIGEST,IMAGE_URL,IMAGES,IMAGE_ID,IMAGE_REF,ARTIFACT_OUTPUTS`},
 		{list: "image_digest", wantErr: `unknown result "image_digest"`},
 	} {
 		t.Run(tc.list, func(t *testing.T) {
@@ -854,4 +855,9 @@ func TestMaxResultSize(t *testing.T) {
 			assert.Check(t, is.Len(entries, 0), "nothing written")
 		})
 	}
+}
+
+// runReport runs o on the report r as read, as Run does after reading it.
+func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logger) error {
+	return runImages(ctx, o, []pushed.Image{imageOf(r)}, 0, log)
 }

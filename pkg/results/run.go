@@ -12,6 +12,7 @@
 package results
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -19,20 +20,45 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/exportreport/exportreport/pkg/atomicfile"
 	"github.com/exportreport/exportreport/pkg/layout"
+	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
 // Options is one run of report2results.
 type Options struct {
-	// ReportPath is the report to read.
+	// ReportPath is the report to read when From is empty.
 	ReportPath string
+	// From are the inputs (-from KIND:PATH), read in order into one list
+	// of images; empty means the report at ReportPath.
+	From []pushed.From
+	// Image names the image of a bare digest (digest input) and the
+	// repository of a layout whose ref names are tags only (-image).
+	Image string
+	// Primary, when set, picks among several images the one IMAGE_URL,
+	// IMAGE_DIGEST, IMAGE_REF, IMAGE_ID and ARTIFACT_OUTPUTS name and
+	// -write-report records (-primary REF); the first otherwise.
+	Primary string
+	// LayoutDir is the Buildpacks lifecycle's layout directory
+	// (-layout-dir, env CNB_LAYOUT_DIR): a lifecycle report of an export
+	// to an OCI layout has no digest, which its layout there holds.
+	LayoutDir string
+	// WriteReport, when set, is where to write the primary image as a
+	// report.toml in ReportSchema (default rfc).
+	WriteReport  string
+	ReportSchema report.Schema
 	// Wait, when positive, is how long to wait for a report at ReportPath
 	// written after this run started (a sidecar or another container writes
 	// it, atomically, by rename): one that was there already, a previous
@@ -120,17 +146,34 @@ func Run(ctx context.Context, o Options) error {
 		return badInputf("-oci-layout-blobs %q: want %s or %s", o.OCILayoutBlobs, BlobsNone, BlobsManifest)
 	}
 
-	r, err := readReport(ctx, o, log)
+	if o.WriteReport != "" {
+		if o.ReportSchema == "" {
+			o.ReportSchema = report.SchemaRFC
+		}
+		if _, err := report.ParseSchema(string(o.ReportSchema)); err != nil {
+			return badInputf("-report-schema: %v", err)
+		}
+	}
+
+	imgs, err := readImages(ctx, o, log)
 	if err != nil {
 		return err
 	}
-	return runReport(ctx, o, r, log)
+	if err := resolve(ctx, imgs, o, log); err != nil {
+		return err
+	}
+	p, err := primary(imgs, o)
+	if err != nil {
+		return err
+	}
+	return runImages(ctx, o, imgs, p, log)
 }
 
-// runReport is Run once the report is read: check and compute everything,
-// then write.
-func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logger) error {
-	res, err := Compute(r, o.ReportPath, o.Kinds, o.Prefix)
+// runImages is Run once the images are read and checked: compute
+// everything, then write.
+func runImages(ctx context.Context, o Options, imgs []pushed.Image, p int, log *slog.Logger) error {
+	r := asReport(imgs[p])
+	res, err := ComputeImages(imgs, p, o.source(), o.Kinds, o.Prefix)
 	if err != nil {
 		return err
 	}
@@ -146,22 +189,40 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 	}
 	var msg []byte
 	if o.TerminationMessage != "" {
-		if msg, err = Message(r, o.ReportPath, o.TerminationMessage); err != nil {
+		if msg, err = Message(r, o.source(), o.TerminationMessage); err != nil {
 			return err
 		}
 		if err := checkDir(filepath.Dir(o.TerminationMessage), "-termination-message "+o.TerminationMessage); err != nil {
 			return err
 		}
 	}
+	var written []byte
+	if o.WriteReport != "" {
+		if err := check(r, o.source()); err != nil {
+			return err
+		}
+		var buf bytes.Buffer
+		if err := report.Encode(&buf, r, o.ReportSchema); err != nil {
+			return badInputf("-write-report %s: %v", o.WriteReport, err)
+		}
+		if err := checkDir(filepath.Dir(o.WriteReport), "-write-report "+o.WriteReport); err != nil {
+			return err
+		}
+		written = buf.Bytes()
+	}
 	var idx []byte
-	var blobs layout.Blobs
+	blobs := layout.Blobs{}
 	if o.OCILayout != "" {
-		if idx, err = index(ctx, r, o, log); err != nil {
+		if idx, err = index(ctx, imgs, o, log); err != nil {
 			return err
 		}
 		if o.OCILayoutBlobs == BlobsManifest {
-			if blobs, err = fetchBlobs(ctx, r, o, log); err != nil {
-				return err
+			for _, img := range imgs {
+				b, err := fetchBlobs(ctx, asReport(img), o, log)
+				if err != nil {
+					return err
+				}
+				maps.Copy(blobs, b)
 			}
 		}
 	}
@@ -180,7 +241,13 @@ func runReport(ctx context.Context, o Options, r *report.Report, log *slog.Logge
 		if err := writeLayout(o.OCILayout, idx); err != nil {
 			return err
 		}
-		log.Info("wrote OCI layout", "dir", o.OCILayout, "tags", len(r.Image.Tags), "blobs", len(blobs))
+		log.Info("wrote OCI layout", "dir", o.OCILayout, "images", len(imgs), "blobs", len(blobs))
+	}
+	if written != nil {
+		if err := writeFile(o.WriteReport, written, 0o644); err != nil {
+			return fmt.Errorf("-write-report %s: %w", o.WriteReport, err)
+		}
+		log.Info("wrote report", "path", o.WriteReport, "schema", o.ReportSchema)
 	}
 	if msg != nil {
 		if err := writeMessage(o.TerminationMessage, msg, o.Fsync, log); err != nil {
@@ -251,33 +318,6 @@ func (f *freshness) stale(path string, wait time.Duration) error {
 	return badInputf("%s%s: no report written after this run started (the one there is from before it: an earlier run's?)", prefix, path)
 }
 
-// readReport reads the report at path, first waiting up to wait for a
-// fresh one (freshness). The writer renames a complete report into place,
-// so a report that exists is whole.
-func readReport(ctx context.Context, o Options, log *slog.Logger) (*report.Report, error) {
-	path, wait := o.ReportPath, o.Wait
-	f, err := newFreshness(o)
-	if err != nil {
-		return nil, err
-	}
-	if wait > 0 {
-		if err := waitFor(ctx, path, wait, f, log); err != nil {
-			return nil, err
-		}
-	}
-	if fi, err := os.Stat(path); err == nil && !f.fresh(fi) {
-		return nil, f.stale(path, wait)
-	}
-	r, err := report.Read(path)
-	if err != nil {
-		if wait > 0 && errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("-wait %s: %w", wait, err)
-		}
-		return nil, err
-	}
-	return r, nil
-}
-
 // waitFor polls for a fresh report at path until there is one, wait runs
 // out or ctx is done. Running out is not an error here: the caller then
 // says what it found.
@@ -309,29 +349,48 @@ func waitFor(ctx context.Context, path string, wait time.Duration, f *freshness,
 }
 
 // index builds the index.json for -oci-layout: the layout's own index, if
-// it has one, merged with the report's descriptor (asking the registry for
-// what the report lacks, unless offline) under every tag.
-func index(ctx context.Context, r *report.Report, o Options, log *slog.Logger) ([]byte, error) {
-	if r.Image.Digest == "" {
-		return nil, badInputf("-oci-layout %s: report %s is from a daemon export: it has image_id but no registry digest, which an OCI layout needs", o.OCILayout, o.ReportPath)
+// it has one, merged with every image's descriptor (asking the registry for
+// what an input lacks, unless offline) under each of its references.
+func index(ctx context.Context, imgs []pushed.Image, o Options, log *slog.Logger) ([]byte, error) {
+	var adds []mutate.IndexAddendum
+	for _, img := range imgs {
+		r := asReport(img)
+		if img.Digest == "" {
+			return nil, badInputf("-oci-layout %s: %s is from a daemon export: it has image_id but no registry digest, which an OCI layout needs", o.OCILayout, o.source())
+		}
+		desc, err := layout.Describe(ctx, r, o.layoutOptions(log)...)
+		if errors.Is(err, layout.ErrNeedRegistry) {
+			return nil, badInputf("-oci-layout %s: %s: %v", o.OCILayout, o.source(), err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("-oci-layout %s: %s: %w", o.OCILayout, o.source(), err)
+		}
+		one, err := layout.Index(img.Refs, desc)
+		if err != nil {
+			return nil, badInputf("-oci-layout %s: %s: %v", o.OCILayout, o.source(), err)
+		}
+		m, err := one.IndexManifest()
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range m.Manifests {
+			adds = append(adds, mutate.IndexAddendum{Add: descriptorOnly{d}, Descriptor: d})
+		}
 	}
-	desc, err := layout.Describe(ctx, r, o.layoutOptions(log)...)
-	if errors.Is(err, layout.ErrNeedRegistry) {
-		return nil, badInputf("-oci-layout %s: report %s: %v", o.OCILayout, o.ReportPath, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("-oci-layout %s: report %s: %w", o.OCILayout, o.ReportPath, err)
-	}
-	idx, err := layout.Index(r.Image.Tags, desc)
-	if err != nil {
-		return nil, badInputf("-oci-layout %s: report %s: %v", o.OCILayout, o.ReportPath, err)
-	}
-	merged, err := layout.Merge(o.OCILayout, idx)
+	merged, err := layout.Merge(o.OCILayout, mutate.AppendManifests(empty.Index, adds...))
 	if errors.Is(err, layout.ErrBadIndex) {
 		return nil, badInputf("%v", err)
 	}
 	return merged, err
 }
+
+// descriptorOnly is a manifest known by its descriptor only.
+type descriptorOnly struct{ d v1.Descriptor }
+
+func (d descriptorOnly) Descriptor() (*v1.Descriptor, error) { c := d.d; return &c, nil }
+func (d descriptorOnly) Digest() (v1.Hash, error)            { return d.d.Digest, nil }
+func (d descriptorOnly) MediaType() (types.MediaType, error) { return d.d.MediaType, nil }
+func (d descriptorOnly) Size() (int64, error)                { return d.d.Size, nil }
 
 // fetchBlobs gets the manifests and configs for -oci-layout-blobs manifest.
 func fetchBlobs(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (layout.Blobs, error) {
@@ -343,7 +402,7 @@ func fetchBlobs(ctx context.Context, r *report.Report, o Options, log *slog.Logg
 		return nil, badInputf("-oci-layout-blobs %s: %v", o.OCILayoutBlobs, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("-oci-layout-blobs %s: report %s: %w", o.OCILayoutBlobs, o.ReportPath, err)
+		return nil, fmt.Errorf("-oci-layout-blobs %s: %s: %w", o.OCILayoutBlobs, o.source(), err)
 	}
 	return blobs, nil
 }

@@ -1,11 +1,13 @@
 package results
 
 import (
+	"encoding/json"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -17,15 +19,31 @@ type Result struct {
 }
 
 // Compute returns the results asked for, in the order asked, named under
-// prefix. source names the report in errors (its path). A value the report
-// cannot give is an error, never an empty or made-up value: IMAGE_DIGEST,
-// IMAGE_REF and IMAGES need a registry digest (a daemon export has only an
-// image ID), IMAGE_ID needs an image ID.
+// prefix, for a report. source names the report in errors (its path). A
+// value the report cannot give is an error, never an empty or made-up value:
+// IMAGE_DIGEST, IMAGE_REF, IMAGES and ARTIFACT_OUTPUTS need a registry
+// digest (a daemon export has only an image ID), IMAGE_ID needs an image ID.
 func Compute(r *report.Report, source string, kinds []Kind, prefix string) ([]Result, error) {
-	if err := check(r, source); err != nil {
-		return nil, err
+	if r == nil {
+		return nil, badInputf("report %s: empty", source)
 	}
-	img := r.Image
+	return ComputeImages([]pushed.Image{imageOf(r)}, 0, "report "+source, kinds, prefix)
+}
+
+// ComputeImages is Compute for images read from any input (source names
+// them in errors, "report PATH" or the -from inputs): IMAGES lists every
+// reference of every image, one ref@digest per line; the others name
+// imgs[primary].
+func ComputeImages(imgs []pushed.Image, primary int, source string, kinds []Kind, prefix string) ([]Result, error) {
+	if len(imgs) == 0 || primary < 0 || primary >= len(imgs) {
+		return nil, badInputf("%s: no image", source)
+	}
+	for _, img := range imgs {
+		if err := check(asReport(img), source); err != nil {
+			return nil, err
+		}
+	}
+	img := imgs[primary]
 	out := make([]Result, 0, len(kinds))
 	for _, k := range kinds {
 		n, err := ResultName(prefix, k)
@@ -34,23 +52,33 @@ func Compute(r *report.Report, source string, kinds []Kind, prefix string) ([]Re
 		}
 		var v string
 		switch k {
-		case ImageDigest, ImageRef, Images:
-			if img.Digest == "" {
-				return nil, badInputf("-results %s: report %s is from a daemon export: it has image_id but no registry digest; ask for IMAGE_ID", k, source)
+		case ImageDigest, ImageRef, Images, ArtifactOutputs:
+			need := []pushed.Image{img}
+			if k == Images {
+				need = imgs
+			}
+			for _, i := range need {
+				if i.Digest == "" {
+					return nil, badInputf("-results %s: %s is from a daemon export: it has image_id but no registry digest; ask for IMAGE_ID", k, source)
+				}
 			}
 			switch k {
 			case ImageDigest:
 				v = img.Digest
 			case ImageRef:
-				v = withDigest(img.Tags[0], img.Digest)
+				v = withDigest(img.Refs[0], img.Digest)
 			case Images:
-				v = images(img.Tags, img.Digest)
+				v = allImages(imgs)
+			case ArtifactOutputs:
+				if v, err = artifactOutputs(img); err != nil {
+					return nil, badInputf("-results %s: %s: %v", k, source, err)
+				}
 			}
 		case ImageURL:
-			v = stripDigest(img.Tags[0])
+			v = stripDigest(img.Refs[0])
 		case ImageID:
 			if img.ImageID == "" {
-				return nil, badInputf("-results %s: report %s is from a registry export: it has a digest but no image_id; ask for IMAGE_DIGEST", k, source)
+				return nil, badInputf("-results %s: %s is from a registry export: it has a digest but no image_id; ask for IMAGE_DIGEST", k, source)
 			}
 			v = img.ImageID
 		default:
@@ -59,6 +87,22 @@ func Compute(r *report.Report, source string, kinds []Kind, prefix string) ([]Re
 		out = append(out, Result{Name: n, Value: v})
 	}
 	return out, nil
+}
+
+// artifactOutputs is the ARTIFACT_OUTPUTS object of img: the repository
+// of its first reference, as go-containerregistry (and Chains, for
+// IMAGE_URL) names it, its digest, and isBuildArtifact the string "true".
+func artifactOutputs(img pushed.Image) (string, error) {
+	ref, err := name.ParseReference(img.Refs[0])
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(map[string]string{
+		"uri":             ref.Context().Name(),
+		"digest":          img.Digest,
+		"isBuildArtifact": "true",
+	})
+	return string(b), err
 }
 
 // check makes sure the values computed from r are sound even when r did
@@ -106,18 +150,20 @@ func withDigest(ref, digest string) string {
 	return ref + "@" + digest
 }
 
-// images returns one tag@digest per distinct tag, in order, joined by
-// newlines, without a trailing newline.
-func images(tags []string, digest string) string {
+// allImages returns one ref@digest per distinct reference of every image,
+// in order, joined by newlines, without a trailing newline.
+func allImages(imgs []pushed.Image) string {
 	seen := map[string]bool{}
-	lines := make([]string, 0, len(tags))
-	for _, t := range tags {
-		l := withDigest(t, digest)
-		if seen[l] {
-			continue
+	var lines []string
+	for _, img := range imgs {
+		for _, t := range img.Refs {
+			l := withDigest(t, img.Digest)
+			if seen[l] {
+				continue
+			}
+			seen[l] = true
+			lines = append(lines, l)
 		}
-		seen[l] = true
-		lines = append(lines, l)
 	}
 	return strings.Join(lines, "\n")
 }
