@@ -50,7 +50,7 @@ func inputs(t *testing.T, dir string) map[string][]string {
 	assert.Equal(t, layoutDigest.String() != "", true)
 
 	return map[string][]string{
-		"report": {"-from=report:" + write("report.toml", fmt.Sprintf("[image]\ntags = [%q, %q]\ndigest = %q\n", pushedRepo+":1.0", pushedRepo+":latest", digest))},
+		"report":                   {"-from=report:" + write("report.toml", fmt.Sprintf("[image]\ntags = [%q, %q]\ndigest = %q\n", pushedRepo+":1.0", pushedRepo+":latest", digest))},
 		"refs (ko, crane, kaniko)": {"-from=refs:" + write("refs", fmt.Sprintf("%s:1.0@%s\n%s:latest@%s\n", pushedRepo, digest, pushedRepo, digest))},
 		"digest (kaniko, buildah, podman, skopeo)": {"-from=digest:" + write("digest", digest), "-image=" + pushedRepo + ":1.0"},
 		"buildx": {"-from=buildx:" + write("buildx.json", fmt.Sprintf(`{"containerimage.digest":%q,"image.name":"%s:1.0,%s:latest"}`, digest, pushedRepo, pushedRepo))},
