@@ -6,7 +6,7 @@
 //
 //	report      report.toml: export-step, the Buildpacks lifecycle (both spellings)
 //	refs        one repo[:tag]@sha256:<hex> per line: ko --image-refs, crane push
-//	            --image-refs, crane digest --full, kaniko --image-name-with-digest-file
+//	            --image-refs, crane digest --full-ref, kaniko --image-name-with-digest-file
 //	            and --image-name-tag-with-digest-file
 //	digest      a bare sha256:<hex>: kaniko --digest-file, buildah/podman/skopeo
 //	            --digestfile, jib's jib-image.digest; the image is named by -image

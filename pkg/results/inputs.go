@@ -127,8 +127,8 @@ func readLimited(path string) ([]byte, error) {
 // resolve completes and checks the images before anything is written: a
 // lifecycle layout export's report gets its digest from the layout it
 // wrote; a builder's claim (pushed.Image.Verify) is checked against the
-// registry with one HEAD of its first reference, unless offline, which also
-// gives its media type and size. A registry serving another digest than
+// registry with one HEAD of its first reference (by digest when it has no
+// tag), unless offline, which also gives its media type and size. A registry serving another digest than
 // the builder wrote is an operation failure naming both.
 func resolve(ctx context.Context, imgs []pushed.Image, o Options, log *slog.Logger) error {
 	for i := range imgs {
@@ -144,7 +144,13 @@ func resolve(ctx context.Context, imgs []pushed.Image, o Options, log *slog.Logg
 		if !img.Verify || o.Offline {
 			continue
 		}
+		// A reference without a tag (ko, crane --image-refs) names the
+		// repository: ask for the digest in it (a repository alone would
+		// mean its latest tag).
 		ref := img.Refs[0]
+		if layout.TagOf(ref) == "" {
+			ref += "@" + img.Digest
+		}
 		got, err := layout.Head(ctx, ref, o.layoutOptions(log)...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", o.source(), err)
