@@ -62,12 +62,13 @@ func meta(obj any) *metav1.ObjectMeta {
 }
 
 // claimsByDir maps each Catalog directory to the minVersion its resource
-// claims; tests/ files in the directory are held to the same claim.
+// claims; tests/ files in the directory are held to the same claim. An
+// example under docs/examples/ is its own directory and claim.
 func claimsByDir(t *testing.T, objs []object) map[string]string {
 	t.Helper()
 	claims := map[string]string{}
 	for _, o := range objs {
-		if !isResourceFile(o.file) {
+		if !isResourceFile(o.file) && !strings.HasPrefix(filepath.ToSlash(o.file), "docs/examples/") {
 			continue
 		}
 		if m := meta(o.obj); m != nil && m.Annotations[minVersionAnnotation] != "" {
