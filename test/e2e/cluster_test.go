@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,12 +16,14 @@ import (
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/icmd"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/exportreport/exportreport/test/e2e/clusterrun"
+	"github.com/exportreport/exportreport/test/e2e/podrun"
 	"github.com/exportreport/exportreport/test/e2e/stepimage"
 )
 
@@ -43,6 +46,7 @@ func TestCluster(t *testing.T) {
 	t.Run("resolvers", func(t *testing.T) { testResolvers(t, e) })
 	t.Run("restricted Pod Security", func(t *testing.T) { testPodSecurity(t, e) })
 	t.Run("chains", func(t *testing.T) { testChains(t, e) })
+	t.Run("builders", func(t *testing.T) { testBuilders(t, e) })
 }
 
 // testWebhook: the API server really calls Tekton's webhook for what a
@@ -340,4 +344,112 @@ func decodeObjects(t *testing.T, stream []byte) []runtime.Object {
 		out = append(out, obj)
 	}
 	return out
+}
+
+// testBuilders runs the example Tasks of docs/examples that can run here,
+// each a real builder followed by the report2results StepAction: ko (v0.19.1,
+// with this machine's Go toolchain) and buildah (Debian's 1.28), in images
+// made from this machine's binaries. Each must push, and its results
+// (ARTIFACT_OUTPUTS included) must name what the registry serves; Chains
+// signs what ko pushed.
+func testBuilders(t *testing.T, e *env) {
+	t.Run("ko", func(t *testing.T) {
+		goroot := goruntime.GOROOT()
+		// ko as go install built it (dynamically linked: its libraries
+		// too) and this machine's Go toolchain.
+		koBin := koBinary(t)
+		files := append(stepimage.Tree(t, goroot, "/usr/local/go"), stepimage.Dynamic(t, koBin)[1:]...)
+		files = append(files, stepimage.File{Path: "/usr/local/bin/ko", Source: koBin}, stepimage.File{Path: "/tmp", Dir: true, Mode: 0o1777})
+		ko := stepimage.Push(t, e.registry+"/tools/ko", files,
+			stepimage.Config{Env: []string{"PATH=/usr/local/go/bin:/usr/local/bin", "GOTOOLCHAIN=local", "GOPROXY=off"}})
+		base := icmd.RunCmd(icmd.Command("go", "run", "./hack/ko-base", "-insecure", e.registry+"/ko-base:builders"), icmd.Dir(e.root))
+		base.Assert(t, icmd.Success)
+		source := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "hello-go"},
+			Data: map[string]string{
+				"go.mod":  "module example.com/hello\n\ngo 1.22\n",
+				"main.go": "package main\n\nfunc main() { println(\"hello from ko\") }\n",
+			},
+		}
+		repo := e.registry + "/builders/ko-hello"
+		r, run := runExample(t, e, "docs/examples/ko-build.yaml", source, v1.Params{
+			strParam("KO_IMAGE", ko), strParam("IMAGE_REPO", repo), strParam("BASE_IMAGE", strings.TrimSpace(base.Stdout())),
+			strParam("INSECURE_REGISTRY", "true"), strParam("INSECURE_REGISTRIES", e.registry),
+		})
+		assert.Check(t, is.Equal(run.Results()["IMAGE_URL"], repo))
+		checkArtifactOutputs(t, run, repo)
+		checkServed(t, run.Results())
+		waitSigned(t, r, run.TaskRun.Name)
+		checkSignedByChains(t, chainsPublicKey(t, e), repo, run.Results()["IMAGE_DIGEST"])
+	})
+	t.Run("buildah", func(t *testing.T) {
+		busybox := stepimage.Busybox(t, e.busybox, "/bin")
+		files := append(stepimage.Dynamic(t, "/usr/bin/buildah"), busybox...)
+		files = append(files,
+			stepimage.File{Path: "/etc/containers/policy.json", Source: writeTemp(t, `{"default":[{"type":"insecureAcceptAnything"}]}`)},
+			stepimage.File{Path: "/etc/containers/registries.conf", Source: writeTemp(t, "")},
+			// buildah looks the user up.
+			stepimage.File{Path: "/etc/passwd", Source: writeTemp(t, "root:x:0:0:root:/root:/bin/sh\n")},
+			stepimage.File{Path: "/etc/group", Source: writeTemp(t, "root:x:0:\n")},
+			stepimage.File{Path: "/root", Dir: true, Mode: 0o700},
+			stepimage.File{Path: "/tmp", Dir: true, Mode: 0o1777},
+			stepimage.File{Path: "/var/tmp", Dir: true, Mode: 0o1777},
+			stepimage.File{Path: "/run", Dir: true, Mode: 0o755})
+		buildah := stepimage.Push(t, e.registry+"/tools/buildah", files, stepimage.Config{Env: []string{"PATH=/bin:/usr/bin"}})
+		source := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "hello-dockerfile"},
+			Data: map[string]string{
+				"Dockerfile": "FROM scratch\nCOPY hello.txt /hello.txt\n",
+				"hello.txt":  "hello from buildah\n",
+			},
+		}
+		tag := e.registry + "/builders/buildah-hello:1.0"
+		_, run := runExample(t, e, "docs/examples/buildah-build.yaml", source, v1.Params{
+			strParam("BUILDAH_IMAGE", buildah), strParam("IMAGE", tag), strParam("TLS_VERIFY", "false"),
+			strParam("INSECURE_REGISTRIES", e.registry),
+		})
+		assert.Check(t, is.Equal(run.Results()["IMAGE_URL"], tag))
+		checkArtifactOutputs(t, run, e.registry+"/builders/buildah-hello")
+		checkServed(t, run.Results())
+	})
+}
+
+// runExample applies the release and the example Task of file into a new
+// namespace, and runs it with source (a ConfigMap) as its source
+// workspace; the run must succeed.
+func runExample(t *testing.T, e *env, file string, source *corev1.ConfigMap, params v1.Params) (clusterRunner, *podrun.Run) {
+	t.Helper()
+	r := e.runner(t, source).(clusterRunner)
+	r.ApplyYAML(ctx(t), t, readFile(t, filepath.Join(e.root, file)))
+	objs := decodeObjects(t, readFile(t, filepath.Join(e.root, file)))
+	task, ok := objs[0].(*v1.Task)
+	assert.Assert(t, ok, "%s holds a %T", file, objs[0])
+	tr := taskRun(task.Name, task.Name, params, v1.WorkspaceBinding{Name: "source",
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: source.Name}}})
+	run := r.Run(ctx(t), t, tr)
+	assertSucceeded(t, run)
+	return r, run
+}
+
+// checkArtifactOutputs: the ARTIFACT_OUTPUTS object result names repo and
+// the IMAGE_DIGEST result, as a build artifact.
+func checkArtifactOutputs(t *testing.T, run *podrun.Run, repo string) {
+	t.Helper()
+	for _, r := range run.TaskRun.Status.Results {
+		if r.Name == "ARTIFACT_OUTPUTS" {
+			assert.Check(t, is.DeepEqual(r.Value.ObjectVal, map[string]string{
+				"uri": repo, "digest": run.Results()["IMAGE_DIGEST"], "isBuildArtifact": "true",
+			}))
+			return
+		}
+	}
+	t.Errorf("TaskRun %s has no ARTIFACT_OUTPUTS result: %+v", run.TaskRun.Name, run.TaskRun.Status.Results)
+}
+
+// writeTemp writes content to a temporary file and returns its path.
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f")
+	assert.NilError(t, os.WriteFile(p, []byte(content), 0o644))
+	return p
 }

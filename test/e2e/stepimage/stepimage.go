@@ -175,3 +175,65 @@ func Busybox(t testing.TB, binary, dir string) []File {
 	}
 	return files
 }
+
+// Tree returns the files under the directory src, recursively, at dst in
+// the image: regular files copied, symlinks kept as symlinks.
+func Tree(t testing.TB, src, dst string) []File {
+	t.Helper()
+	var files []File
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		at := path.Join(dst, filepath.ToSlash(rel))
+		switch {
+		case d.Type()&os.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			files = append(files, File{Path: at, Link: link})
+		case d.Type().IsRegular():
+			files = append(files, File{Path: at, Source: p})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("stepimage: tree %s: %v", src, err)
+	}
+	return files
+}
+
+// Dynamic returns a dynamically linked binary at its own path with the
+// shared libraries it needs (ldd, run on this machine, so the image must
+// be for this machine's platform), each at the path ldd resolves.
+func Dynamic(t testing.TB, binary string) []File {
+	t.Helper()
+	out, err := exec.Command("ldd", binary).Output()
+	if err != nil {
+		t.Fatalf("stepimage: ldd %s: %v", binary, err)
+	}
+	files := []File{{Path: binary, Source: binary}}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		var lib string
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			lib = f[2]
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			lib = f[0] // the dynamic loader
+		default:
+			continue
+		}
+		real, err := filepath.EvalSymlinks(lib)
+		if err != nil {
+			t.Fatalf("stepimage: %s: %v", lib, err)
+		}
+		files = append(files, File{Path: lib, Source: real})
+	}
+	return files
+}
