@@ -78,28 +78,9 @@ func report2results(t *testing.T) string {
 // wrote, as a TaskRun's status carries them.
 func runResults(t *testing.T, bin, reportText string, args ...string) []v1.TaskRunResult {
 	t.Helper()
-	dir := t.TempDir()
-	reportPath := filepath.Join(dir, "report.toml")
+	reportPath := filepath.Join(t.TempDir(), "report.toml")
 	assert.NilError(t, os.WriteFile(reportPath, []byte(reportText), 0o644))
-	resultsDir := filepath.Join(dir, "results")
-	assert.NilError(t, os.Mkdir(resultsDir, 0o755))
-	cmd := exec.Command(bin, append([]string{"-report=" + reportPath, "-results-dir=" + resultsDir, "-offline"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	assert.NilError(t, err, "report2results %v: %s", args, out)
-
-	entries, err := os.ReadDir(resultsDir)
-	assert.NilError(t, err)
-	var results []v1.TaskRunResult
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(resultsDir, e.Name()))
-		assert.NilError(t, err)
-		results = append(results, v1.TaskRunResult{
-			Name:  e.Name(),
-			Type:  v1.ResultsTypeString,
-			Value: *v1.NewStructuredValues(string(data)),
-		})
-	}
-	return results
+	return resultsOf(t, bin, append([]string{"-report=" + reportPath}, args...)...)
 }
 
 func taskRun(results []v1.TaskRunResult) *v1.TaskRun {

@@ -61,14 +61,21 @@ func inputs(t *testing.T, dir string) map[string][]string {
 	}
 }
 
-// runFrom runs report2results (offline) with args and returns its results
-// as a TaskRun's status carries them: ARTIFACT_OUTPUTS as an object.
+// runFrom runs report2results on what a builder wrote, asking for every
+// result the Chains formatters read.
 func runFrom(t *testing.T, bin string, args ...string) []v1.TaskRunResult {
+	t.Helper()
+	return resultsOf(t, bin, append([]string{"-results=IMAGE_DIGEST,IMAGE_URL,IMAGES,ARTIFACT_OUTPUTS"}, args...)...)
+}
+
+// resultsOf runs report2results (offline) with args and returns the
+// results it wrote as a TaskRun's status carries them: ARTIFACT_OUTPUTS as
+// an object.
+func resultsOf(t *testing.T, bin string, args ...string) []v1.TaskRunResult {
 	t.Helper()
 	resultsDir := filepath.Join(t.TempDir(), "results")
 	assert.NilError(t, os.Mkdir(resultsDir, 0o755))
-	cmd := exec.Command(bin, append([]string{"-results-dir=" + resultsDir, "-offline",
-		"-results=IMAGE_DIGEST,IMAGE_URL,IMAGES,ARTIFACT_OUTPUTS"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"-results-dir=" + resultsDir, "-offline"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	assert.NilError(t, err, "report2results %v: %s", args, out)
 	entries, err := os.ReadDir(resultsDir)
