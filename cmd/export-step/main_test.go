@@ -220,6 +220,7 @@ func TestBadUsageExitsTwoAndTouchesNothing(t *testing.T) {
 		{name: "jobs negative", args: append([]string{"-jobs", "-3"}, append(ok, tag)...), want: "-jobs"},
 		{name: "jobs not a number", args: append([]string{"-jobs", "many"}, append(ok, tag)...), want: "-jobs"},
 		{name: "compression unknown", args: append([]string{"-compression", "lz4"}, append(ok, tag)...), want: "-compression: want gzip or zstd"},
+		{name: "compression zstd to the daemon", args: append([]string{"-compression", "zstd", "-daemon"}, append(ok, tag)...), want: "-compression zstd: not with -daemon"},
 		{name: "compression empty", args: append([]string{"-compression", ""}, append(ok, tag)...), want: "-compression"},
 		{name: "timeout 0", args: append([]string{"-timeout", "0s"}, append(ok, tag)...), want: "-timeout must be positive"},
 		{name: "timeout not a duration", args: append([]string{"-timeout", "10"}, append(ok, tag)...), want: "-timeout"},

@@ -305,8 +305,10 @@ func run(ctx context.Context, c config) error {
 		return nil
 	}
 	png := strings.TrimSuffix(c.out, ".md") + ".png"
-	if err := writeChart(*res, png); err != nil {
-		return fmt.Errorf("write %s: %w", png, err)
+	if len(res.Shapes) > 0 {
+		if err := writeChart(*res, png); err != nil {
+			return fmt.Errorf("write %s: %w", png, err)
+		}
 	}
 	growthPNG := strings.TrimSuffix(c.out, ".md") + "-growth.png"
 	if len(res.Growth) > 0 {

@@ -349,6 +349,11 @@ func newPlan(opts Options) (*plan, error) {
 	if p.compress, err = ParseCompression(string(opts.Compression)); err != nil {
 		return nil, err
 	}
+	if p.compress == CompressionZstd && opts.Daemon {
+		// Measured: Docker 20.10 fails to unpack zstd layers
+		// ("archive/tar: invalid tar header"); docs/benchmarks.md.
+		return nil, inputErrorf("-compression zstd: not with -daemon (the Docker engine may not unpack zstd layers; Docker 20.10 does not)")
+	}
 	switch p.timeout = opts.Timeout; {
 	case p.timeout == 0:
 		p.timeout = DefaultTimeout
