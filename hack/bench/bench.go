@@ -438,7 +438,11 @@ func pushCrane(ctx context.Context, h *harness, host string, img *image, refs []
 func pushSkopeo(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
 	var cmds [][]string
 	for _, r := range refs {
-		cmds = append(cmds, []string{"skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", img.source(), "docker://" + r})
+		args := []string{"skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false"}
+		if host := os.Getenv("DOCKER_HOST"); img.daemonRef != "" && host != "" {
+			args = append(args, "--src-daemon-host", host) // skopeo does not read DOCKER_HOST
+		}
+		cmds = append(cmds, append(args, img.source(), "docker://"+r))
 	}
 	return timeCommands(ctx, h.env, rss, cmds...)
 }

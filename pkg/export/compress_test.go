@@ -228,7 +228,9 @@ func TestCompressionPushed(t *testing.T) {
 }
 
 // TestArchiveLayerCorrupted: a layer whose content is not what the config's
-// diff ID says is refused as bad input, before anything is pushed.
+// diff ID says is refused as bad input, and no manifest is pushed (layers
+// compressed before it may have been uploaded: each is uploaded as soon as
+// it is compressed; nothing refers to them).
 func TestArchiveLayerCorrupted(t *testing.T) {
 	dir := t.TempDir()
 	arch := writeRawArchive(t, dir, "app:1", 3, 5000)
@@ -248,6 +250,7 @@ func TestArchiveLayerCorrupted(t *testing.T) {
 	opts.Source = "docker-archive:" + arch.path
 	_, err = Run(context.Background(), opts)
 	assert.ErrorIs(t, err, ErrBadInput)
+	assert.ErrorContains(t, err, arch.path+": layer 1 (")
 	assert.ErrorContains(t, err, "layer 1")
 	assert.ErrorContains(t, err, "the image config says "+arch.diffIDs[0].String())
 	assert.Equal(t, reg.count("PUT", "/manifests/"), 0)
@@ -272,4 +275,73 @@ func TestParseCompression(t *testing.T) {
 		assert.NilError(t, err)
 		assert.Equal(t, string(got), tc.want)
 	}
+}
+
+// TestCompressedReExport: the layers of a docker-archive are uploaded as
+// each is compressed, before the image's digest is known; an export to a
+// tag that names the image already costs a manifest HEAD and no upload, and
+// one to a tag naming another image (zstd over gzip) uploads its layers and
+// replaces the tag.
+func TestCompressedReExport(t *testing.T) {
+	ctx := context.Background()
+	arch := writeRawArchive(t, t.TempDir(), "app:1", 9, 1<<20, 3<<20, 500)
+	reg := newTestRegistry(t, nil)
+	ref := reg.ref("app:1")
+	export := func(c Compression) string {
+		t.Helper()
+		opts := testOptions(t, nil, ref)
+		opts.Source = "docker-archive:" + arch.path
+		opts.Compression = c
+		rep, err := Run(ctx, opts)
+		assert.NilError(t, err)
+		assert.Equal(t, remoteDigest(t, ref), rep.Image.Digest)
+		return rep.Image.Digest
+	}
+	gz := export(CompressionGzip)
+	assert.Equal(t, reg.count("PUT", "/blobs/uploads/"), 4) // 3 layers, the config
+
+	reg.reset()
+	assert.Equal(t, export(CompressionGzip), gz)
+	assert.Equal(t, reg.count("PUT", "/blobs/"), 0)
+	assert.Equal(t, reg.count("POST", "/blobs/"), 0)
+	assert.Equal(t, reg.count("PUT", "/manifests/"), 0)
+
+	reg.reset()
+	zst := export(CompressionZstd)
+	assert.Assert(t, zst != gz)
+	// The three zstd layers, and the config again: go-containerregistry's
+	// registry does not mount (Distribution would answer the POST 201).
+	assert.Equal(t, reg.count("PUT", "/blobs/uploads/"), 4)
+	assert.Equal(t, reg.count("PUT", "/manifests/"), 1)
+}
+
+// TestStreamedUploadStartsBeforeTheLastLayerIsCompressed: the first layer's
+// upload does not wait for the others' compression (the manifest, which
+// needs every layer, is built only for its PUT).
+func TestStreamedUploadStartsBeforeTheLastLayerIsCompressed(t *testing.T) {
+	prev := layerJobs
+	layerJobs = 1 // one layer compressed at a time, in order
+	t.Cleanup(func() { layerJobs = prev })
+	arch := writeRawArchive(t, t.TempDir(), "app:1", 11, 100, 8<<20)
+	img, err := Open(context.Background(), Source{Transport: TransportDockerArchive, Path: arch.path}, WithScratchDir(t.TempDir()))
+	assert.NilError(t, err)
+	ls, ok := img.(layerStreamer)
+	assert.Assert(t, ok, "%T is not a layerStreamer", img)
+	assert.Assert(t, ls.manifestSizeBound() < MaxManifestBytes)
+	blobs, err := ls.streamBlobs(mustRepo(t, "registry.example/app"))
+	assert.NilError(t, err)
+	assert.Equal(t, len(blobs), 3) // two layers, the config
+	// The first layer is ready without the second being compressed.
+	assert.NilError(t, blobs[0].resolve())
+	raw := img.(*streamingImage).raw
+	assert.Assert(t, raw.layers[0].blob.digest != v1.Hash{})
+	assert.Equal(t, raw.layers[1].blob.digest, v1.Hash{}, "the second layer was compressed before it was asked for")
+	assertLayerDigest(t, blobs[0].layer)
+}
+
+func mustRepo(t *testing.T, s string) name.Repository {
+	t.Helper()
+	r, err := name.NewRepository(s)
+	assert.NilError(t, err)
+	return r
 }

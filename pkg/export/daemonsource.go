@@ -218,6 +218,7 @@ func (s saveStream) image(o sourceOptions) (Artifact, error) {
 		l := &rawLayer{
 			open:   func() (io.ReadCloser, error) { return os.Open(file) },
 			held:   f.held,
+			key:    file,
 			diffID: diffID,
 			what:   fmt.Sprintf("layer %d (%s)", i+1, lp),
 			codec:  o.compression,

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -40,6 +43,8 @@ type rawLayer struct {
 	codec   Compression                   // compresses an uncompressed one
 	scratch string                        // where the compressed layer is kept; "" not kept
 	oci     bool                          // in an OCI manifest (else Docker's)
+	key     string                        // the same for layers the source holds once (a link)
+	slots   chan struct{}                 // bounds the layers compressed at once (the image's)
 
 	once sync.Once
 	err  error
@@ -51,6 +56,10 @@ type rawLayer struct {
 // and checks that it is the layer the config names.
 func (l *rawLayer) prepare() error {
 	l.once.Do(func() {
+		if l.slots != nil {
+			l.slots <- struct{}{}
+			defer func() { <-l.slots }()
+		}
 		rc, err := l.open()
 		if err != nil {
 			l.err = fmt.Errorf("%s: %w", l.what, err)
@@ -151,11 +160,77 @@ func newRawImage(config []byte, layers []*rawLayer, codec Compression) (v1.Image
 			img.oci = true
 		}
 	}
+	slots := make(chan struct{}, layerJobs)
 	for _, l := range layers {
-		l.oci = img.oci
+		l.oci, l.slots = img.oci, slots
 	}
-	return partial.CompressedToImage(img)
+	v, err := partial.CompressedToImage(img)
+	if err != nil {
+		return nil, err
+	}
+	return &streamingImage{Image: v, raw: img}, nil
 }
+
+// layerJobs bounds the layers of an image compressed at once; each is
+// compressed on every core already (pgzip's blocks, zstd's goroutines).
+// layerStreamer is an image whose layers are compressed when first asked
+// for: the push uploads each as soon as it is ready (streamBlobs) rather
+// than wait for the manifest, which needs them all.
+type layerStreamer interface {
+	// streamBlobs lists the layers and the config to upload, each blob
+	// once; a layer's digest and size are learnt (blob.resolve) when it is
+	// compressed.
+	streamBlobs(from name.Repository) ([]blob, error)
+	// manifestSizeBound is at least the size the manifest will have.
+	manifestSizeBound() int
+}
+
+// streamingImage is a rawImage as a v1.Image and a layerStreamer.
+type streamingImage struct {
+	v1.Image
+	raw *rawImage
+}
+
+func (s *streamingImage) streamBlobs(from name.Repository) ([]blob, error) {
+	var out []blob
+	seen := map[string]bool{}
+	for _, l := range s.raw.layers {
+		if l.key != "" && seen[l.key] {
+			continue
+		}
+		seen[l.key] = true
+		vl, err := partial.CompressedToLayer(l)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, blob{layer: vl, from: from})
+	}
+	cl, err := partial.ConfigLayer(s.Image)
+	if err != nil {
+		return nil, fmt.Errorf("read the config: %w", err)
+	}
+	d, err := cl.Digest()
+	if err != nil {
+		return nil, err
+	}
+	return append(out, blob{layer: cl, d: d, size: int64(len(s.raw.config)), from: from}), nil
+}
+
+// manifestSizeBound is the size of the manifest with every layer of the
+// largest size a descriptor can say.
+func (s *streamingImage) manifestSizeBound() int {
+	mt, _ := s.raw.MediaType()
+	m := v1.Manifest{SchemaVersion: 2, MediaType: mt, Config: v1.Descriptor{MediaType: types.OCIConfigJSON, Size: math.MaxInt64, Digest: maxHash},
+		Layers: make([]v1.Descriptor, len(s.raw.layers))}
+	for i, l := range s.raw.layers {
+		lmt, _ := l.MediaType()
+		m.Layers[i] = v1.Descriptor{MediaType: lmt, Size: math.MaxInt64, Digest: maxHash}
+	}
+	b, _ := json.Marshal(m)
+	return len(b)
+}
+
+var maxHash = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("f", 64)}
 
 func (i *rawImage) RawConfigFile() ([]byte, error) { return i.config, nil }
 
@@ -175,7 +250,6 @@ func (i *rawImage) RawManifest() ([]byte, error) {
 
 func (i *rawImage) manifest() ([]byte, error) {
 	var g errgroup.Group
-	g.SetLimit(layerJobs)
 	for _, l := range i.layers {
 		g.Go(l.prepare)
 	}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -884,6 +885,7 @@ func archiveRawImage(p string, d tarball.Descriptor, entries archiveEntries, o s
 				return &readCloser{Reader: io.NewSectionReader(f, e.offset, e.size), close: f.Close}, nil
 			},
 			held:    sniffCompression(head[:n]),
+			key:     strconv.FormatInt(e.offset, 10),
 			diffID:  cfg.RootFS.DiffIDs[i],
 			what:    fmt.Sprintf("%s: layer %d (%s)", p, i+1, lp),
 			codec:   o.compression,
