@@ -266,11 +266,7 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	if c.only == "" || strings.Contains("zstd-pull", c.only) || strings.Contains(c.only, "daemon") {
-		tc, err := sources.toolchain()
-		if err != nil {
-			return err
-		}
-		switch res.ZstdPull, err = zstdPull(ctx, h, tc); {
+		switch res.ZstdPull, err = zstdPull(ctx, h); {
 		case errors.Is(err, errNoDocker):
 			res.ZstdPull = "not measured: " + err.Error()
 		case err != nil:
