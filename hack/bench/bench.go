@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/exportreport/exportreport/pkg/atomicfile"
@@ -27,6 +28,7 @@ type config struct {
 	growthLayers           []int // layer counts of the growth sweep
 	growthTags             []int // tag counts of the growth sweep
 	growthRuns             int
+	growthTimeout          time.Duration // a growth run longer than this is killed
 }
 
 // shape is one thing to push, timed for every tool.
@@ -502,9 +504,14 @@ func maxRSS(path string) (int64, error) {
 	return 0, fmt.Errorf("%s: no maximum resident set size", path)
 }
 
+// execQuiet runs a command; when ctx ends, the command's whole process
+// group is killed (the tool under /usr/bin/time too).
 func execQuiet(ctx context.Context, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(string(out))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image/color"
 	"log/slog"
@@ -25,11 +26,12 @@ const growthLayerSize = 4 * kib
 
 // growthPoint is one size of one sweep, for one tool.
 type growthPoint struct {
-	Axis    string // "layers" or "tags"
-	N       int
-	Tool    string
-	Seconds []float64
-	RSSKiB  []int64
+	Axis     string // "layers" or "tags"
+	N        int
+	Tool     string
+	Seconds  []float64
+	RSSKiB   []int64
+	KilledAt float64 // seconds: a run was killed after the growth timeout (no timings then)
 }
 
 var growthTools = []string{toolExport, toolCrane}
@@ -38,6 +40,7 @@ func runGrowth(ctx context.Context, h *harness, c config) ([]growthPoint, error)
 	sources := &sourceCache{work: c.work, layouts: map[string]*image{}}
 	var out []growthPoint
 	sweep := func(axis string, ns []int, mk func(n int) shape) error {
+		killed := map[string]bool{} // tools killed at a smaller size
 		for _, n := range ns {
 			s := mk(n)
 			img, _, err := sources.get(ctx, s)
@@ -45,17 +48,30 @@ func runGrowth(ctx context.Context, h *harness, c config) ([]growthPoint, error)
 				return err
 			}
 			points := make([]growthPoint, len(growthTools))
+			for k := range points {
+				points[k].Axis, points[k].N, points[k].Tool = axis, n, growthTools[k]
+			}
 			for i := range c.growthRuns {
 				for j := range growthTools {
 					k := (i + j) % len(growthTools)
 					t := allTools[growthTools[k]]
-					m, err := runOnce(ctx, h, s, t, img, nil)
+					p := &points[k]
+					if killed[t.name] {
+						continue
+					}
+					rctx, cancel := context.WithTimeout(ctx, c.growthTimeout)
+					m, err := runOnce(rctx, h, s, t, img, nil)
+					timedOut := errors.Is(rctx.Err(), context.DeadlineExceeded)
+					cancel()
+					if timedOut {
+						slog.Warn("killed", "shape", s.title, "tool", t.name, "run", i+1, "after", c.growthTimeout)
+						killed[t.name], p.KilledAt = true, c.growthTimeout.Seconds()
+						continue
+					}
 					if err != nil {
 						return fmt.Errorf("growth %d %s, %s, run %d: %w", n, axis, t.name, i+1, err)
 					}
 					slog.Info("timed", "shape", s.title, "tool", t.name, "run", i+1, "seconds", m.d.Seconds(), "rss_kib", m.rss)
-					p := &points[k]
-					p.Axis, p.N, p.Tool = axis, n, t.name
 					p.Seconds = append(p.Seconds, m.d.Seconds())
 					p.RSSKiB = append(p.RSSKiB, m.rss)
 				}
@@ -124,8 +140,11 @@ func writeGrowthChart(points []growthPoint, path string) error {
 			p.Y.Label.Text = "peak RSS (MiB, max of runs)"
 		}
 		for _, tool := range growthTools {
-			var xys plotter.XYs
+			var xys, killed plotter.XYs
 			for _, pt := range points {
+				if pt.Axis == axis && pt.Tool == tool && pt.KilledAt > 0 && what == "time" {
+					killed = append(killed, plotter.XY{X: float64(pt.N), Y: pt.KilledAt})
+				}
 				if pt.Axis != axis || pt.Tool != tool || len(pt.Seconds) == 0 {
 					continue
 				}
@@ -145,6 +164,15 @@ func writeGrowthChart(points []growthPoint, path string) error {
 			l.Color, s.Color = colors[tool], colors[tool]
 			p.Add(l, s)
 			p.Legend.Add(tool, l, s)
+			if len(killed) > 0 {
+				k, err := plotter.NewScatter(killed)
+				if err != nil {
+					return nil, err
+				}
+				k.Color, k.Shape, k.Radius = colors[tool], draw.PyramidGlyph{}, vg.Points(5)
+				p.Add(k)
+				p.Legend.Add(tool+": killed at the time limit (more)", k)
+			}
 		}
 		p.Legend.Top, p.Legend.Left = true, true
 		return p, nil

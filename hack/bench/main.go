@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"time"
 )
 
 func flagGiven(name string) bool {
@@ -34,6 +35,7 @@ func main() {
 	growthLayers := flag.String("growth-layers", "1,10,100,1000,10000", "layer counts `N,N,...` of the growth sweep (-quick: 1,10,100)")
 	growthTags := flag.String("growth-tags", "1,10,100", "tag counts `N,N,...` of the growth sweep (-quick: 1,10)")
 	flag.IntVar(&c.growthRuns, "growth-runs", 3, "interleaved runs per tool and size of the growth sweep")
+	flag.DurationVar(&c.growthTimeout, "growth-timeout", 10*time.Minute, "kill a growth run after `D`; that tool is not run at that size again, nor at larger ones")
 	floorLayout := flag.String("floor-push", "", "internal: push the image of the OCI layout `DIR` (or docker-archive:FILE, docker-daemon:REF) to the references given as arguments the way the floor does, and exit")
 	writeArchive := flag.String("write-archive", "", "write the toolchain docker-archive of the compression shapes under `DIR`, print its path, and exit")
 	flag.Parse()

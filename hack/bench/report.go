@@ -519,25 +519,38 @@ func growthTable(w io.Writer, r results) {
 	if len(r.Growth) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "| sweep | n | export-step median | crane median | export-step ÷ crane | export-step peak RSS | crane peak RSS | runs |")
+	fmt.Fprintln(w, "| sweep | n | export-step median | crane median | export-step ÷ crane | export-step peak RSS | crane peak RSS | runs (export-step, crane) |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	find := func(axis string, n int, tool string) growthPoint {
+		for _, q := range r.Growth {
+			if q.Axis == axis && q.N == n && q.Tool == tool {
+				return q
+			}
+		}
+		return growthPoint{}
+	}
+	cell := func(p growthPoint) (med, rss string) {
+		switch {
+		case len(p.Seconds) > 0:
+			return fmtSeconds(median(p.Seconds)), fmt.Sprintf("%.1f MiB", float64(slices.Max(p.RSSKiB))/1024)
+		case p.KilledAt > 0:
+			return fmt.Sprintf("> %s (killed)", fmtSeconds(p.KilledAt)), "–"
+		}
+		return "not run", "–"
+	}
 	for _, p := range r.Growth {
 		if p.Tool != toolExport {
 			continue
 		}
-		var c *growthPoint
-		for i := range r.Growth {
-			if q := &r.Growth[i]; q.Axis == p.Axis && q.N == p.N && q.Tool == toolCrane {
-				c = q
-			}
-		}
-		cm, crss, rel := "–", "–", "–"
-		if c != nil && len(c.Seconds) > 0 {
-			cm = fmtSeconds(median(c.Seconds))
-			crss = fmt.Sprintf("%.1f MiB", float64(slices.Max(c.RSSKiB))/1024)
+		c := find(p.Axis, p.N, toolCrane)
+		em, erss := cell(p)
+		cm, crss := cell(c)
+		rel := "–"
+		if len(p.Seconds) > 0 && len(c.Seconds) > 0 {
 			rel = fmt.Sprintf("%.2f", median(p.Seconds)/median(c.Seconds))
+		} else if len(p.Seconds) > 0 && c.KilledAt > 0 {
+			rel = fmt.Sprintf("< %.2f", median(p.Seconds)/c.KilledAt)
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.1f MiB | %s | %d |\n", p.Axis, p.N, fmtSeconds(median(p.Seconds)), cm, rel,
-			float64(slices.Max(p.RSSKiB))/1024, crss, len(p.Seconds))
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %d, %d |\n", p.Axis, p.N, em, cm, rel, erss, crss, len(p.Seconds), len(c.Seconds))
 	}
 }

@@ -63,6 +63,8 @@ func fakeResults() results {
 			{Axis: "layers", N: 1, Tool: toolCrane, Seconds: []float64{0.08}, RSSKiB: []int64{14 << 10}},
 			{Axis: "layers", N: 100, Tool: toolExport, Seconds: []float64{1}, RSSKiB: []int64{14 << 10}},
 			{Axis: "layers", N: 100, Tool: toolCrane, Seconds: []float64{1.5}, RSSKiB: []int64{18 << 10}},
+			{Axis: "layers", N: 10000, Tool: toolExport, Seconds: []float64{75}, RSSKiB: []int64{37 << 10}},
+			{Axis: "layers", N: 10000, Tool: toolCrane, KilledAt: 600},
 			{Axis: "tags", N: 1, Tool: toolExport, Seconds: []float64{0.1}, RSSKiB: []int64{10 << 10}},
 			{Axis: "tags", N: 1, Tool: toolCrane, Seconds: []float64{0.1}, RSSKiB: []int64{13 << 10}},
 			{Axis: "tags", N: 10, Tool: toolExport, Seconds: []float64{0.11}, RSSKiB: []int64{11 << 10}},
