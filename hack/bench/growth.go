@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/color"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -138,6 +139,7 @@ func writeGrowthChart(points []growthPoint, path string) error {
 			p.Y.Label.Text = "median wall time (s)"
 		} else {
 			p.Y.Label.Text = "peak RSS (MiB, max of runs)"
+			p.Y.Tick.Marker = powerOfTwoTicks{} // RSS spans less than a decade
 		}
 		for _, tool := range growthTools {
 			var xys, killed plotter.XYs
@@ -174,7 +176,7 @@ func writeGrowthChart(points []growthPoint, path string) error {
 				p.Legend.Add(tool+": killed at the time limit (more)", k)
 			}
 		}
-		p.Legend.Top, p.Legend.Left = true, true
+		p.Legend.Top, p.Legend.Left = what == "time", what == "time" // RSS: bottom right, clear of the lines
 		return p, nil
 	}
 	var rows [][]*plot.Plot
@@ -214,4 +216,31 @@ func writeGrowthChart(points []growthPoint, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// powerOfTwoTicks labels a log axis at every power of two, for ranges
+// within a decade or two, where LogTicks would label nothing; a range
+// narrower than a factor of two gets evenly spaced round values instead.
+type powerOfTwoTicks struct{}
+
+func (powerOfTwoTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for v := math.Pow(2, math.Ceil(math.Log2(lo))); v <= hi; v *= 2 {
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+	}
+	if len(ticks) >= 2 {
+		return ticks
+	}
+	step := math.Pow(10, math.Floor(math.Log10((hi-lo)/3)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if (hi-lo)/(step*m) <= 5 {
+			step *= m
+			break
+		}
+	}
+	ticks = nil
+	for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
+	}
+	return ticks
 }

@@ -204,3 +204,15 @@ func TestRequestKind(t *testing.T) {
 		assert.Equal(t, requestKind(tc.method, tc.path), tc.want, "%s %s", tc.method, tc.path)
 	}
 }
+
+func TestPowerOfTwoTicks(t *testing.T) {
+	labels := func(lo, hi float64) []string {
+		var out []string
+		for _, tk := range (powerOfTwoTicks{}).Ticks(lo, hi) {
+			out = append(out, tk.Label)
+		}
+		return out
+	}
+	assert.DeepEqual(t, labels(10.9, 37.9), []string{"16", "32"})
+	assert.DeepEqual(t, labels(11.2, 14), []string{"12", "13", "14"})
+}
