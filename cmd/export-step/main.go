@@ -120,6 +120,8 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string, fai
 	fs.Var(&o.ReportSchema, "report-schema", "report spelling: `rfc|platform`")
 	fs.Var(&insecureHosts, "insecure-registry", "plain HTTP / unverified TLS for `HOST[:PORT]` only (repeatable, or comma-separated)")
 	fs.IntVar(&o.Jobs, "jobs", export.DefaultJobs, "parallel blob uploads `N` (>= 1)")
+	o.Compression = export.CompressionGzip
+	fs.Var(&o.Compression, "compression", "`gzip|zstd` for the layers a docker-archive or the Docker daemon holds uncompressed (zstd: OCI media type, containerd >= 1.5)")
 	fs.DurationVar(&o.Timeout, "timeout", export.DefaultTimeout, "the whole export's time budget `D`, retries, Retry-After waits and stalled connections included")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines, warnings only")
 	fs.StringVar(failureMessage, "failure-message", "", "on failure, also write the one-line error to `FILE` as a Tekton termination message entry (key \"error\"; a Tekton step's is /tekton/termination)")

@@ -219,6 +219,9 @@ func TestBadUsageExitsTwoAndTouchesNothing(t *testing.T) {
 		{name: "jobs 0", args: append([]string{"-jobs", "0"}, append(ok, tag)...), want: "-jobs"},
 		{name: "jobs negative", args: append([]string{"-jobs", "-3"}, append(ok, tag)...), want: "-jobs"},
 		{name: "jobs not a number", args: append([]string{"-jobs", "many"}, append(ok, tag)...), want: "-jobs"},
+		{name: "compression unknown", args: append([]string{"-compression", "lz4"}, append(ok, tag)...), want: "-compression: want gzip or zstd"},
+		{name: "compression zstd to the daemon", args: append([]string{"-compression", "zstd", "-daemon"}, append(ok, tag)...), want: "-compression zstd: not with -daemon"},
+		{name: "compression empty", args: append([]string{"-compression", ""}, append(ok, tag)...), want: "-compression"},
 		{name: "timeout 0", args: append([]string{"-timeout", "0s"}, append(ok, tag)...), want: "-timeout must be positive"},
 		{name: "timeout not a duration", args: append([]string{"-timeout", "10"}, append(ok, tag)...), want: "-timeout"},
 		{name: "SOURCE_DATE_EPOCH", env: []string{"SOURCE_DATE_EPOCH=yesterday"}, args: append(ok, tag), want: "SOURCE_DATE_EPOCH"},
@@ -256,7 +259,7 @@ func TestHelp(t *testing.T) {
 	assert.Equal(t, res.code, 0)
 	assert.Equal(t, res.stdout, "")
 	for _, flag := range []string{"-source", "-daemon", "-oci-layout", "-append", "-label", "-env", "-entrypoint", "-cmd",
-		"-workdir", "-user", "-platform", "-cache-dir", "-report", "-report-schema", "-insecure-registry", "-jobs", "-timeout", "-quiet", "-failure-message"} {
+		"-workdir", "-user", "-platform", "-cache-dir", "-report", "-report-schema", "-insecure-registry", "-jobs", "-compression", "-timeout", "-quiet", "-failure-message"} {
 		assert.Check(t, is.Regexp(`\n  `+flag+`[ \n]`, res.stderr), flag)
 	}
 }

@@ -12,8 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/exportreport/exportreport/pkg/atomicfile"
@@ -23,18 +25,32 @@ type config struct {
 	quick                  bool
 	runs                   int
 	out, work, cache, only string
+	growthLayers           []int // layer counts of the growth sweep
+	growthTags             []int // tag counts of the growth sweep
+	growthRuns             int
+	growthTimeout          time.Duration // a growth run longer than this is killed
 }
 
 // shape is one thing to push, timed for every tool.
 type shape struct {
 	key, title string
-	sizes      []int64 // layer sizes
+	sizes      []int64 // layer sizes (OCI layout shapes)
 	tags       int
 	existing   bool // pushed once untimed; the second push is timed
+	rebuild    bool // the previous build (one layer other) is pushed untimed to the same tag first
 	rss        bool // measure peak RSS with /usr/bin/time -v
 	runs       int
 	seed       uint64
+	// source: "" an OCI layout of gzip'd layers (writeImage); "archive" the
+	// toolchain docker-archive, layers uncompressed; "daemon" the same image
+	// loaded into the Docker engine.
+	source string
+	tools  []string // default: export-step, crane, skopeo, floor
 }
+
+// changedLayer is the layer of the rebuild shape that differs from the
+// previous build's: the last, as an application layer on a base.
+func (s shape) changedLayer() int { return len(s.sizes) - 1 }
 
 const (
 	kib = 1 << 10
@@ -50,6 +66,10 @@ func repeat(n int, size int64) []int64 {
 	return s
 }
 
+// compressionTools are the tools of the compression shapes: export-step
+// with each -compression, and the others.
+var compressionTools = []string{toolExport, toolExportZstd, toolCrane, toolSkopeo, toolFloor}
+
 func shapes(quick bool, runs int) []shape {
 	if quick {
 		return []shape{
@@ -59,6 +79,9 @@ func shapes(quick bool, runs int) []shape {
 			{key: "tag1", title: "1 tag (3 × 1 MiB)", sizes: repeat(3, mib), tags: 1, runs: 1, seed: 3},
 			{key: "tag10", title: "10 tags (3 × 1 MiB)", sizes: repeat(3, mib), tags: 10, runs: 1, seed: 3},
 			{key: "huge", title: "1 × 64 MiB, peak RSS", sizes: []int64{64 * mib}, tags: 1, rss: true, runs: 1, seed: 4},
+			{key: "rebuild", title: "rebuild, 1 of 5 × 1 MiB changed", sizes: repeat(5, mib), tags: 1, rebuild: true, runs: 1, seed: 5},
+			{key: "archive", title: "docker-archive, Go toolchain (small)", tags: 1, source: "archive", rss: true, runs: 1, tools: compressionTools},
+			{key: "daemon", title: "docker-daemon, Go toolchain (small)", tags: 1, source: "daemon", rss: true, runs: 1, tools: compressionTools},
 		}
 	}
 	return []shape{
@@ -68,6 +91,9 @@ func shapes(quick bool, runs int) []shape {
 		{key: "tag1", title: "1 tag (3 × 1 MiB)", sizes: repeat(3, mib), tags: 1, runs: runs, seed: 3},
 		{key: "tag10", title: "10 tags (3 × 1 MiB)", sizes: repeat(3, mib), tags: 10, runs: runs, seed: 3},
 		{key: "huge", title: "1 × 1 GiB, peak RSS", sizes: []int64{gib}, tags: 1, rss: true, runs: min(runs, 3), seed: 4},
+		{key: "rebuild", title: "rebuild, 1 of 20 × 8 MiB changed", sizes: repeat(20, 8*mib), tags: 1, rebuild: true, runs: runs, seed: 5},
+		{key: "archive", title: "docker-archive, Go toolchain", tags: 1, source: "archive", rss: true, runs: runs, tools: compressionTools},
+		{key: "daemon", title: "docker-daemon, Go toolchain", tags: 1, source: "daemon", rss: true, runs: runs, tools: compressionTools},
 	}
 }
 
@@ -79,11 +105,33 @@ type tool struct {
 }
 
 const (
-	toolExport = "export-step"
-	toolCrane  = "crane"
-	toolSkopeo = "skopeo"
-	toolFloor  = "floor"
+	toolExport     = "export-step"
+	toolExportZstd = "export-step zstd"
+	toolCrane      = "crane"
+	toolSkopeo     = "skopeo"
+	toolFloor      = "floor"
 )
+
+var allTools = map[string]tool{
+	toolExport:     {toolExport, pushExportStep},
+	toolExportZstd: {toolExportZstd, pushExportStepZstd},
+	toolCrane:      {toolCrane, pushCrane},
+	toolSkopeo:     {toolSkopeo, pushSkopeo},
+	toolFloor:      {toolFloor, pushFloor},
+}
+
+// tools of the shape, in the order they are listed.
+func (s shape) toolList() []tool {
+	names := s.tools
+	if len(names) == 0 {
+		names = []string{toolExport, toolCrane, toolSkopeo, toolFloor}
+	}
+	var out []tool
+	for _, n := range names {
+		out = append(out, allTools[n])
+	}
+	return out
+}
 
 type harness struct {
 	work, bin      string
@@ -151,27 +199,30 @@ func run(ctx context.Context, c config) error {
 	h.env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig)
 	res.Versions = versions(ctx, h)
 
-	tools := []tool{
-		{toolExport, pushExportStep},
-		{toolCrane, pushCrane},
-		{toolSkopeo, pushSkopeo},
-		{toolFloor, pushFloor},
-	}
-	layouts := map[uint64]*image{}
+	sources := &sourceCache{work: c.work, quick: c.quick, layouts: map[string]*image{}}
+	defer sources.cleanup(ctx)
 	for _, s := range shapes(c.quick, c.runs) {
 		if c.only != "" && !strings.Contains(s.key, c.only) {
 			continue
 		}
-		img, ok := layouts[s.seed]
-		if !ok {
-			slog.Info("writing the OCI layout", "shape", s.title)
-			img, err = writeImage(filepath.Join(c.work, "layout-"+strconv.FormatUint(s.seed, 10)), s.sizes, s.seed)
-			if err != nil {
-				return fmt.Errorf("write the layout for %s: %w", s.title, err)
+		img, prev, err := sources.get(ctx, s)
+		if err != nil {
+			if errors.Is(err, errNoDocker) {
+				slog.Warn("shape skipped", "shape", s.title, "err", err)
+				res.Skipped = append(res.Skipped, keyValue{s.title, err.Error()})
+				continue
 			}
-			layouts[s.seed] = img
+			return fmt.Errorf("source for %s: %w", s.title, err)
 		}
-		sr := shapeResult{Key: s.key, Title: s.title}
+		tools := s.toolList()
+		sr := shapeResult{Key: s.key, Title: s.title, RawBytes: img.rawBytes}
+		if prev != nil {
+			for _, b := range img.blobs {
+				if slices.ContainsFunc(prev.blobs, func(p descriptor) bool { return p.Digest == b.Digest }) {
+					sr.Unchanged = append(sr.Unchanged, b.Digest)
+				}
+			}
+		}
 		for _, t := range tools {
 			sr.Tools = append(sr.Tools, toolResult{Tool: t.name})
 		}
@@ -180,18 +231,55 @@ func run(ctx context.Context, c config) error {
 			// different one each time.
 			for j := range tools {
 				k := (i + j) % len(tools)
-				d, rss, err := runOnce(ctx, h, s, tools[k], img)
+				m, err := runOnce(ctx, h, s, tools[k], img, prev)
 				if err != nil {
 					return fmt.Errorf("%s, %s, run %d: %w", s.title, tools[k].name, i+1, err)
 				}
-				slog.Info("timed", "shape", s.title, "tool", tools[k].name, "run", i+1, "seconds", d.Seconds(), "rss_kib", rss)
-				sr.Tools[k].Seconds = append(sr.Tools[k].Seconds, d.Seconds())
-				if rss > 0 {
-					sr.Tools[k].RSSKiB = append(sr.Tools[k].RSSKiB, rss)
+				slog.Info("timed", "shape", s.title, "tool", tools[k].name, "run", i+1, "seconds", m.d.Seconds(), "rss_kib", m.rss, "stored", m.stored, "requests", m.requests.total())
+				tr := &sr.Tools[k]
+				tr.Seconds = append(tr.Seconds, m.d.Seconds())
+				if m.rss > 0 {
+					tr.RSSKiB = append(tr.RSSKiB, m.rss)
+				}
+				tr.StoredBytes = append(tr.StoredBytes, m.stored)
+				tr.Requests = append(tr.Requests, m.requests)
+				if tr.Digest == "" {
+					tr.Digest = m.digest
+				} else if tr.Digest != m.digest {
+					tr.Digests = "differ between runs"
 				}
 			}
 		}
+		for k := range sr.Tools {
+			if sr.Tools[k].Digests == "" {
+				sr.Tools[k].Digests = "same in every run"
+			}
+		}
 		res.Shapes = append(res.Shapes, sr)
+	}
+	if c.only == "" || strings.Contains("compressors", c.only) {
+		tc, err := sources.toolchain()
+		if err != nil {
+			return err
+		}
+		slog.Info("measuring the compressors on the toolchain layers")
+		if res.Compressors, err = measureCompressors(tc.layers, map[bool]int{true: 1, false: 3}[c.quick]); err != nil {
+			return err
+		}
+	}
+	if c.only == "" || strings.Contains("zstd-pull", c.only) || strings.Contains(c.only, "daemon") {
+		switch res.ZstdPull, err = zstdPull(ctx, h); {
+		case errors.Is(err, errNoDocker):
+			res.ZstdPull = "not measured: " + err.Error()
+		case err != nil:
+			return fmt.Errorf("zstd pull: %w", err)
+		}
+		slog.Info("zstd pull", "outcome", res.ZstdPull)
+	}
+	if c.only == "" || strings.Contains("growth", c.only) {
+		if res.Growth, err = runGrowth(ctx, h, c); err != nil {
+			return err
+		}
 	}
 	if c.only == "" || strings.Contains("report2results", c.only) {
 		r2r, err := timeReport2Results(ctx, h, map[bool]int{true: 3, false: 30}[c.quick])
@@ -215,8 +303,17 @@ func run(ctx context.Context, c config) error {
 		return nil
 	}
 	png := strings.TrimSuffix(c.out, ".md") + ".png"
-	if err := writeChart(*res, png); err != nil {
-		return fmt.Errorf("write %s: %w", png, err)
+	if len(res.Shapes) > 0 {
+		if err := writeChart(*res, png); err != nil {
+			return fmt.Errorf("write %s: %w", png, err)
+		}
+	}
+	growthPNG := strings.TrimSuffix(c.out, ".md") + "-growth.png"
+	if len(res.Growth) > 0 {
+		if err := writeGrowthChart(res.Growth, growthPNG); err != nil {
+			return fmt.Errorf("write %s: %w", growthPNG, err)
+		}
+		res.GrowthChart = filepath.Base(growthPNG)
 	}
 	previous, err := os.ReadFile(c.out)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -229,49 +326,107 @@ func run(ctx context.Context, c config) error {
 	return nil
 }
 
-// runOnce starts a fresh registry, pre-pushes for an unchanged re-export,
-// times one push and checks the registry holds the image under every tag.
-func runOnce(ctx context.Context, h *harness, s shape, t tool, img *image) (time.Duration, int64, error) {
+// measurement is one timed push of one tool.
+type measurement struct {
+	d        time.Duration
+	rss      int64  // KiB, 0 when not measured
+	stored   int64  // bytes of the image in the registry: config and layers
+	digest   string // of the first tag
+	requests requestCount
+}
+
+// runOnce starts a fresh registry, pre-pushes for an unchanged re-export or a
+// rebuild, times one push and checks the registry holds the image under
+// every tag: for OCI layout shapes, the layout's digest, whatever the tool
+// (they all push the same bytes).
+func runOnce(ctx context.Context, h *harness, s shape, t tool, img, prev *image) (measurement, error) {
+	var m measurement
 	reg, err := startRegistry(ctx, h.work)
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer reg.stop()
 	refs := make([]string, s.tags)
 	for i := range refs {
 		refs[i] = fmt.Sprintf("%s/bench/%s:t%d", reg.host, s.key, i+1)
 	}
-	if s.existing {
+	switch {
+	case s.existing:
 		if _, _, err := t.push(ctx, h, reg.host, img, refs, false); err != nil {
-			return 0, 0, fmt.Errorf("first push: %w", err)
+			return m, fmt.Errorf("first push: %w", err)
+		}
+	case s.rebuild:
+		if _, _, err := t.push(ctx, h, reg.host, prev, refs, false); err != nil {
+			return m, fmt.Errorf("push of the previous build: %w", err)
+		}
+		if got, err := headManifest(ctx, h.client, reg.host, "bench/"+s.key, "t1"); err != nil || got != prev.digest {
+			return m, fmt.Errorf("previous build: tag t1 has %q (%v), want %s", got, err, prev.digest)
 		}
 	}
-	d, rss, err := t.push(ctx, h, reg.host, img, refs, s.rss)
+	logStart := reg.logSize()
+	m.d, m.rss, err = t.push(ctx, h, reg.host, img, refs, s.rss)
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
-	// Every tag is there. skopeo rewrites the manifest (another digest), so
-	// only the others must keep the layout's digest.
+	if m.requests, err = reg.countRequests(logStart); err != nil {
+		return m, err
+	}
+	// Every tag is there.
 	for i := range refs {
 		got, err := headManifest(ctx, h.client, reg.host, "bench/"+s.key, fmt.Sprintf("t%d", i+1))
 		if err != nil {
-			return 0, 0, fmt.Errorf("check the pushed image: %w", err)
+			return m, fmt.Errorf("check the pushed image: %w", err)
 		}
-		if got != img.digest && t.name != toolSkopeo {
-			return 0, 0, fmt.Errorf("check the pushed image: tag t%d has digest %s, the layout %s", i+1, got, img.digest)
+		if img.digest != "" && got != img.digest {
+			return m, fmt.Errorf("check the pushed image: tag t%d has digest %s, the layout %s", i+1, got, img.digest)
+		}
+		if i == 0 {
+			m.digest = got
 		}
 	}
-	return d, rss, nil
+	if m.stored, err = storedBytes(ctx, h.client, reg.host, "bench/"+s.key, "t1"); err != nil {
+		return m, fmt.Errorf("check the pushed image: %w", err)
+	}
+	return m, nil
+}
+
+// source is what a tool reads, as its -source (or crane's path) argument.
+func (img *image) source() string {
+	switch {
+	case img.archive != "":
+		return "docker-archive:" + img.archive
+	case img.daemonRef != "":
+		return "docker-daemon:" + img.daemonRef
+	}
+	return "oci:" + img.dir
 }
 
 func pushExportStep(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
-	args := []string{h.exportStep, "-quiet", "-source", "oci:" + img.dir, "-insecure-registry", host,
+	args := []string{h.exportStep, "-quiet", "-source", img.source(), "-insecure-registry", host,
 		"-jobs", strconv.Itoa(h.jobs), "-report", filepath.Join(h.work, "report.toml")}
 	return timeCommands(ctx, h.env, rss, append(args, refs...))
 }
 
+func pushExportStepZstd(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
+	args := []string{h.exportStep, "-quiet", "-compression", "zstd", "-source", img.source(), "-insecure-registry", host,
+		"-jobs", strconv.Itoa(h.jobs), "-report", filepath.Join(h.work, "report.toml")}
+	return timeCommands(ctx, h.env, rss, append(args, refs...))
+}
+
+// pushCrane: crane push reads an OCI layout or a docker-archive; from the
+// daemon, `docker save` to a file first (timed: that is how one does it).
 func pushCrane(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
-	cmds := [][]string{{h.crane, "push", "--insecure", img.dir, refs[0]}}
+	path := img.dir
+	var cmds [][]string
+	switch {
+	case img.archive != "":
+		path = img.archive
+	case img.daemonRef != "":
+		path = filepath.Join(h.work, "crane-save.tar")
+		defer os.Remove(path)
+		cmds = append(cmds, []string{"docker", "save", "-o", path, img.daemonRef})
+	}
+	cmds = append(cmds, []string{h.crane, "push", "--insecure", path, refs[0]})
 	for _, r := range refs[1:] {
 		cmds = append(cmds, []string{h.crane, "tag", "--insecure", refs[0], r[strings.LastIndex(r, ":")+1:]})
 	}
@@ -281,19 +436,29 @@ func pushCrane(ctx context.Context, h *harness, host string, img *image, refs []
 func pushSkopeo(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
 	var cmds [][]string
 	for _, r := range refs {
-		cmds = append(cmds, []string{"skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", "oci:" + img.dir, "docker://" + r})
+		args := []string{"skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false"}
+		if host := os.Getenv("DOCKER_HOST"); img.daemonRef != "" && host != "" {
+			args = append(args, "--src-daemon-host", host) // skopeo does not read DOCKER_HOST
+		}
+		cmds = append(cmds, append(args, img.source(), "docker://"+r))
 	}
 	return timeCommands(ctx, h.env, rss, cmds...)
 }
 
 // pushFloor runs the harness itself (-floor-push) as the floor, a process
-// like the tools, so that process start counts the same for all.
+// like the tools, so that process start counts the same for all. For the
+// compression shapes the floor reads the source once, compresses with the
+// fastest compressor measured (floorCompress) and pushes.
 func pushFloor(ctx context.Context, h *harness, host string, img *image, refs []string, rss bool) (time.Duration, int64, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, 0, err
 	}
-	return timeCommands(ctx, h.env, rss, append([]string{self, "-floor-push", img.dir}, refs...))
+	src := img.dir
+	if img.archive != "" || img.daemonRef != "" {
+		src = img.source()
+	}
+	return timeCommands(ctx, h.env, rss, append([]string{self, "-floor-push", src}, refs...))
 }
 
 // timeCommands runs the commands one after another and returns their total
@@ -339,9 +504,14 @@ func maxRSS(path string) (int64, error) {
 	return 0, fmt.Errorf("%s: no maximum resident set size", path)
 }
 
+// execQuiet runs a command; when ctx ends, the command's whole process
+// group is killed (the tool under /usr/bin/time too).
 func execQuiet(ctx context.Context, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(string(out))

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"image/color"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -31,7 +32,9 @@ func writeChart(r results, path string) error {
 	var shapes []shapeResult
 	for _, s := range r.Shapes {
 		if c := s.tool(toolCrane); c != nil && median(c.Seconds) > 0 {
-			names = append(names, fmt.Sprintf("%s\ncrane %s", s.Title, fmtSeconds(median(c.Seconds))))
+			// One short line per part of the title, so that labels do not run into each other.
+			label := strings.NewReplacer(", ", "\n", " (", "\n(", ": ", "\n").Replace(s.Title)
+			names = append(names, fmt.Sprintf("%s\ncrane %s", label, fmtSeconds(median(c.Seconds))))
 			shapes = append(shapes, s)
 		}
 	}
@@ -62,5 +65,5 @@ func writeChart(r results, path string) error {
 	p.Legend.Top = true
 	p.NominalX(names...)
 	p.X.Tick.Label.Font.Size = vg.Points(8)
-	return p.Save(11*vg.Inch, 5*vg.Inch, path)
+	return p.Save(13*vg.Inch, 5.5*vg.Inch, path)
 }

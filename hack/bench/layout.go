@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // descriptor is an OCI content descriptor.
@@ -26,19 +29,25 @@ type image struct {
 	blobs    []descriptor
 	manifest []byte
 	digest   string // of manifest
+	// The compression shapes' sources instead of a layout: a docker-archive
+	// or an image in the Docker engine, rawBytes of uncompressed layers.
+	archive, daemonRef string
+	rawBytes           int64
 }
 
 const (
-	layerMediaType    = "application/vnd.oci.image.layer.v1.tar"
+	layerMediaType    = "application/vnd.oci.image.layer.v1.tar+gzip"
 	configMediaType   = "application/vnd.oci.image.config.v1+json"
 	manifestMediaType = "application/vnd.oci.image.manifest.v1+json"
 )
 
 // writeImage writes an OCI layout at dir holding one image whose layers are
-// uncompressed tarballs of one file of random (incompressible) bytes each, of
-// the given sizes. Layers are streamed to disk, never held in memory. seed
-// makes the content repeatable and distinct between shapes.
-func writeImage(dir string, sizes []int64, seed uint64) (*image, error) {
+// gzip-compressed tarballs (as builders write them) of one file of random
+// (incompressible) bytes each, of the given sizes. Layers are streamed to
+// disk, never held in memory. seed makes the content repeatable and distinct
+// between shapes; the layer at index changed (-1: none) gets other content,
+// for the rebuild shape.
+func writeImage(dir string, sizes []int64, seed uint64, changed int) (*image, error) {
 	blobDir := filepath.Join(dir, "blobs", "sha256")
 	if err := os.MkdirAll(blobDir, 0o755); err != nil {
 		return nil, err
@@ -46,12 +55,16 @@ func writeImage(dir string, sizes []int64, seed uint64) (*image, error) {
 	img := &image{dir: dir}
 	var diffIDs []string
 	for i, size := range sizes {
-		d, err := writeLayer(blobDir, size, rand.NewChaCha8(seedBytes(seed, uint64(i))))
+		layerSeed := seedBytes(seed, uint64(i))
+		if i == changed {
+			layerSeed = seedBytes(seed, uint64(i)+1<<32)
+		}
+		d, diffID, err := writeLayer(blobDir, size, rand.NewChaCha8(layerSeed))
 		if err != nil {
 			return nil, fmt.Errorf("layer %d of %s: %w", i, dir, err)
 		}
 		img.blobs = append(img.blobs, d)
-		diffIDs = append(diffIDs, d.Digest) // uncompressed: the diff ID is the digest
+		diffIDs = append(diffIDs, diffID)
 	}
 	config, err := json.Marshal(map[string]any{
 		"architecture": "amd64",
@@ -104,34 +117,56 @@ func seedBytes(a, b uint64) [32]byte {
 	return s
 }
 
-// writeLayer streams a tarball of one file of size random bytes into blobDir.
-func writeLayer(blobDir string, size int64, src io.Reader) (descriptor, error) {
+// writeLayer streams a gzip'd tarball of one file of size random bytes into
+// blobDir, returning its descriptor and diff ID.
+func writeLayer(blobDir string, size int64, src io.Reader) (descriptor, string, error) {
+	gz := func(w io.Writer) (io.WriteCloser, error) { return gzip.NewWriterLevel(w, gzip.BestSpeed) }
+	return writeCompressedBlob(blobDir, gz, func(w io.Writer) error {
+		tw := tar.NewWriter(w)
+		if err := tw.WriteHeader(&tar.Header{Name: "data", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(tw, src, size); err != nil {
+			return err
+		}
+		return tw.Close()
+	})
+}
+
+// writeCompressedBlob streams what fill writes, compressed by compress, into
+// a blob of blobDir named by its digest, returning its descriptor and the
+// digest of what fill wrote (the diff ID).
+func writeCompressedBlob(blobDir string, compress func(io.Writer) (io.WriteCloser, error), fill func(io.Writer) error) (descriptor, string, error) {
 	f, err := os.CreateTemp(blobDir, "layer-*")
 	if err != nil {
-		return descriptor{}, err
+		return descriptor{}, "", err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	h := sha256.New()
+	h, diff := sha256.New(), sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
-	tw := tar.NewWriter(cw)
-	if err := tw.WriteHeader(&tar.Header{Name: "data", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
-		return descriptor{}, err
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	zw, err := compress(bw)
+	if err != nil {
+		return descriptor{}, "", err
 	}
-	if _, err := io.CopyN(tw, src, size); err != nil {
-		return descriptor{}, err
+	if err := fill(io.MultiWriter(zw, diff)); err != nil {
+		return descriptor{}, "", err
 	}
-	if err := tw.Close(); err != nil {
-		return descriptor{}, err
+	if err := zw.Close(); err != nil {
+		return descriptor{}, "", err
+	}
+	if err := bw.Flush(); err != nil {
+		return descriptor{}, "", err
 	}
 	if err := f.Close(); err != nil {
-		return descriptor{}, err
+		return descriptor{}, "", err
 	}
 	hexd := hex.EncodeToString(h.Sum(nil))
 	if err := os.Rename(f.Name(), filepath.Join(blobDir, hexd)); err != nil {
-		return descriptor{}, err
+		return descriptor{}, "", err
 	}
-	return descriptor{MediaType: layerMediaType, Digest: "sha256:" + hexd, Size: cw.n}, nil
+	return descriptor{MediaType: layerMediaType, Digest: "sha256:" + hexd, Size: cw.n}, "sha256:" + hex.EncodeToString(diff.Sum(nil)), nil
 }
 
 func writeBlob(blobDir string, b []byte, mediaType string) (descriptor, error) {

@@ -21,6 +21,11 @@ type results struct {
 	Report2Results []float64 // seconds per run
 	Binaries       []binarySize
 	GoBenchmarks   []goBench
+	Skipped        []keyValue // shape title, why
+	Compressors    []compressorResult
+	Growth         []growthPoint
+	GrowthChart    string // file name of the growth chart, next to the report
+	ZstdPull       string // what the Docker engine did with a zstd image
 }
 
 type machine struct {
@@ -41,12 +46,18 @@ type binarySize struct {
 type shapeResult struct {
 	Key, Title string
 	Tools      []toolResult
+	RawBytes   int64    // compression shapes: uncompressed layers
+	Unchanged  []string // rebuild: digests of the blobs the previous build has too
 }
 
 type toolResult struct {
-	Tool    string
-	Seconds []float64
-	RSSKiB  []int64 // peak RSS per run, for shapes that measure it
+	Tool        string
+	Seconds     []float64
+	RSSKiB      []int64 // peak RSS per run, for shapes that measure it
+	StoredBytes []int64 // per run: config and layers in the registry
+	Requests    []requestCount
+	Digest      string // of the first run
+	Digests     string // "same in every run" or "differ between runs"
 }
 
 func (s shapeResult) tool(name string) *toolResult {
@@ -123,7 +134,33 @@ func targets(r results) []target {
 	add(large+": export-step ≤ 1.05 × the floor", 1.05, "large", toolFloor)
 	add(small+": export-step ≤ 0.6 × crane", 0.6, "small", toolCrane)
 	for _, s := range r.Shapes {
-		add(s.Title+": export-step ≤ 0.5 × skopeo", 0.5, s.Key, toolSkopeo)
+		if slices.Contains(issue6Shapes, s.Key) {
+			add(s.Title+": export-step ≤ 0.5 × skopeo", 0.5, s.Key, toolSkopeo)
+		}
+	}
+	// Issue 14.
+	for _, key := range []string{"archive", "daemon"} {
+		if r.shape(key) == nil {
+			continue
+		}
+		add(title(r, key)+": export-step ≤ 0.7 × skopeo", 0.7, key, toolSkopeo)
+		t := target{Goal: title(r, key) + ": export-step stores ≤ 1.05 × skopeo's bytes"}
+		if s := r.shape(key); s != nil {
+			if e, o := s.tool(toolExport), s.tool(toolSkopeo); e != nil && o != nil && len(e.StoredBytes) > 0 && len(o.StoredBytes) > 0 {
+				v := medianInt(e.StoredBytes) / medianInt(o.StoredBytes)
+				t.Known, t.Measured, t.Met = true, fmt.Sprintf("%.3f ×", v), v <= 1.05
+			}
+		}
+		out = append(out, t)
+	}
+	if s := r.shape("rebuild"); s != nil {
+		add(s.Title+": export-step ≤ 1.1 × the floor", 1.1, "rebuild", toolFloor)
+		t := target{Goal: s.Title + ": export-step ≤ 1 request per unchanged blob"}
+		if e := s.tool(toolExport); e != nil && len(e.Requests) > 0 {
+			most := maxPerBlob(e.Requests, s.Unchanged)
+			t.Known, t.Measured, t.Met = true, fmt.Sprintf("at most %d (%d blobs, every run)", most, len(s.Unchanged)), most <= 1
+		}
+		out = append(out, t)
 	}
 	t := target{Goal: "unchanged re-export: export-step ≤ 150 ms"}
 	if s := r.shape("unchanged"); s != nil {
@@ -162,6 +199,20 @@ func targets(r results) []target {
 	return out
 }
 
+// issue6Shapes are the registry shapes issue 6 set targets for.
+var issue6Shapes = []string{"large", "small", "unchanged", "tag1", "tag10", "huge"}
+
+// maxPerBlob is the most requests any of the blobs got in any run.
+func maxPerBlob(runs []requestCount, blobs []string) int {
+	most := 0
+	for _, rc := range runs {
+		for _, b := range blobs {
+			most = max(most, rc.PerBlob[b])
+		}
+	}
+	return most
+}
+
 func title(r results, key string) string {
 	if s := r.shape(key); s != nil {
 		return s.Title
@@ -178,8 +229,8 @@ func fmtSeconds(v float64) string {
 
 // timingTable is the markdown table of every shape and tool.
 func timingTable(w io.Writer, r results) {
-	fmt.Fprintln(w, "| shape | tool | min | median | max | median ÷ crane | median ÷ floor | peak RSS (max) |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| shape | tool | min | median | max | median ÷ crane | median ÷ floor | peak RSS (max) | stored | requests |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, s := range r.Shapes {
 		var craneMed, floorMed float64
 		if c := s.tool(toolCrane); c != nil {
@@ -204,14 +255,27 @@ func timingTable(w io.Writer, r results) {
 			if name == toolExport {
 				name = "**" + name + "**"
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Title, name,
-				fmtSeconds(lo), fmtSeconds(med), fmtSeconds(hi), rel(craneMed), rel(floorMed), rss)
+			stored, reqs := "–", "–"
+			if len(t.StoredBytes) > 0 {
+				stored = fmtMB(medianInt(t.StoredBytes))
+			}
+			if len(t.Requests) > 0 {
+				n := make([]int64, len(t.Requests))
+				for i, rc := range t.Requests {
+					n[i] = int64(rc.total())
+				}
+				reqs = fmt.Sprintf("%.0f", medianInt(n))
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Title, name,
+				fmtSeconds(lo), fmtSeconds(med), fmtSeconds(hi), rel(craneMed), rel(floorMed), rss, stored, reqs)
 		}
 	}
 }
 
+func fmtMB(b float64) string { return fmt.Sprintf("%.1f MB", b/1e6) }
+
 func targetTable(w io.Writer, r results) {
-	fmt.Fprintln(w, "| target (issue 6) | measured | |")
+	fmt.Fprintln(w, "| target (issues 6 and 14) | measured | |")
 	fmt.Fprintln(w, "| --- | ---: | --- |")
 	for _, t := range targets(r) {
 		verdict := "not measured"
@@ -233,6 +297,14 @@ func targetTable(w io.Writer, r results) {
 func printSummary(w io.Writer, r results) {
 	timingTable(w, r)
 	fmt.Fprintln(w)
+	compressionTable(w, r)
+	fmt.Fprintln(w)
+	rebuildTable(w, r)
+	fmt.Fprintln(w)
+	compressorTable(w, r)
+	fmt.Fprintln(w)
+	growthTable(w, r)
+	fmt.Fprintln(w)
 	targetTable(w, r)
 }
 
@@ -251,11 +323,13 @@ func renderMarkdown(r results, chart string, previous []byte) string {
 	fmt.Fprintln(&b, "Reproduce (from the repository root, on a quiet machine): `go run ./hack/bench`.")
 	fmt.Fprintln(&b, "Where a target is missed, [the analysis](#analysis) says by how much, why, and what would close it.")
 	fmt.Fprintln(&b)
-	fmt.Fprintf(&b, "Every run pushes to a fresh CNCF Distribution registry on 127.0.0.1 (plain HTTP, filesystem storage); the "+
-		"tools run interleaved, %d runs per shape (the 1 GiB shape: at most 3), from the same OCI layout of uncompressed, "+
-		"incompressible layers. `floor` is the harness itself sending the same blobs with the fewest requests Distribution "+
+	fmt.Fprintf(&b, "Every run pushes to a fresh CNCF Distribution registry on 127.0.0.1 (plain HTTP, filesystem storage, access log on: "+
+		"it counts the requests); the tools run interleaved, %d runs per shape (the 1 GiB shape: at most 3). The registry shapes "+
+		"push the same OCI layout of gzip-compressed (as builders write them), incompressible layers: every tool pushes the same bytes, "+
+		"and the harness checks that every tag has the layout's digest, whatever the tool. `floor` is the harness itself sending the same blobs with the fewest requests Distribution "+
 		"accepts (POST + one monolithic PUT per blob, no HEAD, 4 at a time; a manifest PUT per tag, 4 at a time; one manifest HEAD per tag "+
-		"when everything is there). crane pushes with `crane push` and adds tags with `crane tag`; skopeo runs one "+
+		"when everything is there; on a rebuild one mount-offering POST per blob, answered 201 for the blobs the registry has). "+
+		"crane pushes with `crane push` and adds tags with `crane tag`; skopeo runs one "+
 		"`skopeo copy` per tag. export-step runs with `-jobs 4`. Times are wall clock of the whole command, process start included.\n", r.Runs)
 	fmt.Fprintln(&b)
 	fmt.Fprintf(&b, "![median time relative to crane push](%s)\n\n", chart)
@@ -267,6 +341,51 @@ func renderMarkdown(r results, chart string, previous []byte) string {
 	fmt.Fprintln(&b)
 	timingTable(&b, r)
 	fmt.Fprintln(&b)
+	for _, sk := range r.Skipped {
+		fmt.Fprintf(&b, "- **%s: not measured**: %s\n", sk.Key, sk.Value)
+	}
+	if r.shape("archive") != nil || r.shape("daemon") != nil {
+		fmt.Fprintln(&b, "## Compression")
+		fmt.Fprintln(&b)
+		fmt.Fprintln(&b, "Sources that hold their layers uncompressed: a docker-archive written as Docker 20.10's `docker save` writes one "+
+			"(three layers of Go toolchain files, FROM scratch + COPY: `go run ./hack/bench -write-archive DIR` writes it), and the same "+
+			"image loaded into the Docker engine. export-step: `-source docker-archive:FILE` / `docker-daemon:REF`, and again with "+
+			"`-compression zstd`; crane: `crane push FILE` (from the daemon: `docker save -o FILE` then `crane push`, timed together); skopeo: "+
+			"`skopeo copy docker-archive:FILE` / `docker-daemon:REF`; floor: the harness reads the source once, compresses each layer with the "+
+			"fastest compressor measured below (pgzip level 1, every core), then pushes as the floor does. `stored` is the config and layers "+
+			"the registry holds afterwards.")
+		fmt.Fprintln(&b)
+		compressionTable(&b, r)
+		fmt.Fprintln(&b)
+	}
+	if r.ZstdPull != "" {
+		fmt.Fprintf(&b, "zstd: %s.\n\n", strings.TrimSuffix(r.ZstdPull, "."))
+	}
+	if len(r.Compressors) > 0 {
+		fmt.Fprintln(&b, "Compressors on the same layers, in the harness process (best of 3, output counted and discarded; pgzip and zstd use every core on one layer at a time, the single-stream ones compress the layers at once):")
+		fmt.Fprintln(&b)
+		compressorTable(&b, r)
+		fmt.Fprintln(&b)
+	}
+	if r.shape("rebuild") != nil {
+		fmt.Fprintln(&b, "## Rebuild")
+		fmt.Fprintln(&b)
+		fmt.Fprintln(&b, "The previous build is pushed to the tag first (untimed, same tool); then the build whose last layer changed is pushed to that tag. "+
+			"Requests are counted from the registry's access log.")
+		fmt.Fprintln(&b)
+		rebuildTable(&b, r)
+		fmt.Fprintln(&b)
+	}
+	if len(r.Growth) > 0 {
+		fmt.Fprintln(&b, "## How cost grows")
+		fmt.Fprintln(&b)
+		fmt.Fprintf(&b, "Layers of %d KiB of random bytes, gzip'd, one tag; tags: 3 × 1 MiB. export-step and crane interleaved, fresh registry per run, peak RSS from `/usr/bin/time -v` (crane: the largest of its processes).\n\n", growthLayerSize/kib)
+		if r.GrowthChart != "" {
+			fmt.Fprintf(&b, "![time and peak RSS against layer and tag count, log-log](%s)\n\n", r.GrowthChart)
+		}
+		growthTable(&b, r)
+		fmt.Fprintln(&b)
+	}
 	if len(r.Report2Results) > 0 {
 		lo, med, hi := stats(r.Report2Results)
 		fmt.Fprintf(&b, "report2results on a typical report (two tags; IMAGE_DIGEST, IMAGE_URL, IMAGES and an OCI layout; `-offline`), "+
@@ -301,4 +420,137 @@ func renderMarkdown(r results, chart string, previous []byte) string {
 		fmt.Fprintln(&b, "## Analysis")
 	}
 	return b.String()
+}
+
+// compressionTable: the shapes whose source holds layers uncompressed,
+// against skopeo (time and bytes stored) and the floor.
+func compressionTable(w io.Writer, r results) {
+	fmt.Fprintln(w, "| shape | tool | median | median ÷ skopeo | median ÷ floor | stored | stored ÷ skopeo's | peak RSS (max) | digest |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	for _, key := range []string{"archive", "daemon"} {
+		s := r.shape(key)
+		if s == nil {
+			continue
+		}
+		base := func(tool string) (float64, float64) {
+			if t := s.tool(tool); t != nil && len(t.Seconds) > 0 {
+				return median(t.Seconds), medianInt(t.StoredBytes)
+			}
+			return 0, 0
+		}
+		skSec, skBytes := base(toolSkopeo)
+		flSec, _ := base(toolFloor)
+		for _, t := range s.Tools {
+			if len(t.Seconds) == 0 {
+				continue
+			}
+			med, stored := median(t.Seconds), medianInt(t.StoredBytes)
+			ratio := func(v, b float64, f string) string {
+				if b == 0 {
+					return "–"
+				}
+				return fmt.Sprintf(f, v/b)
+			}
+			rss := "–"
+			if len(t.RSSKiB) > 0 {
+				rss = fmt.Sprintf("%.1f MiB", float64(slices.Max(t.RSSKiB))/1024)
+			}
+			name := t.Tool
+			if strings.HasPrefix(name, toolExport) {
+				name = "**" + name + "**"
+			}
+			fmt.Fprintf(w, "| %s (%s uncompressed) | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Title, fmtMB(float64(s.RawBytes)), name,
+				fmtSeconds(med), ratio(med, skSec, "%.2f"), ratio(med, flSec, "%.2f"), fmtMB(stored), ratio(stored, skBytes, "%.3f"), rss, t.Digests)
+		}
+	}
+}
+
+// rebuildTable: the requests of the rebuild shape, by kind (first run),
+// and the most any unchanged blob got.
+func rebuildTable(w io.Writer, r results) {
+	s := r.shape("rebuild")
+	if s == nil {
+		return
+	}
+	fmt.Fprintf(w, "%s: %d blobs unchanged (layers and, as the config names the diff IDs, not the config).\n\n", s.Title, len(s.Unchanged))
+	fmt.Fprintln(w, "| tool | median | median ÷ floor | requests (first run) | most requests on one unchanged blob (all runs) |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | --- | ---: |")
+	var floor float64
+	if f := s.tool(toolFloor); f != nil {
+		floor = median(f.Seconds)
+	}
+	for _, t := range s.Tools {
+		if len(t.Seconds) == 0 || len(t.Requests) == 0 {
+			continue
+		}
+		rel := "–"
+		if floor > 0 {
+			rel = fmt.Sprintf("%.2f", median(t.Seconds)/floor)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %d: %s | %d |\n", t.Tool, fmtSeconds(median(t.Seconds)), rel,
+			t.Requests[0].total(), t.Requests[0], maxPerBlob(t.Requests, s.Unchanged))
+	}
+}
+
+// compressorTable: every candidate on the toolchain layers.
+func compressorTable(w io.Writer, r results) {
+	if len(r.Compressors) == 0 {
+		return
+	}
+	var skopeo float64
+	for _, c := range r.Compressors {
+		if strings.HasPrefix(c.Name, "pgzip 5") {
+			skopeo = float64(c.OutBytes)
+		}
+	}
+	fmt.Fprintln(w, "| compressor | time (best) | MB/s in | output | ÷ pgzip 5 (skopeo) |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
+	for _, c := range r.Compressors {
+		rel := "–"
+		if skopeo > 0 {
+			rel = fmt.Sprintf("%.3f", float64(c.OutBytes)/skopeo)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s |\n", c.Name, fmtSeconds(c.Seconds), float64(c.InBytes)/1e6/c.Seconds, fmtMB(float64(c.OutBytes)), rel)
+	}
+}
+
+// growthTable: the growth sweep, export-step beside crane.
+func growthTable(w io.Writer, r results) {
+	if len(r.Growth) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "| sweep | n | export-step median | crane median | export-step ÷ crane | export-step peak RSS | crane peak RSS | runs (export-step, crane) |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	find := func(axis string, n int, tool string) growthPoint {
+		for _, q := range r.Growth {
+			if q.Axis == axis && q.N == n && q.Tool == tool {
+				return q
+			}
+		}
+		return growthPoint{}
+	}
+	cell := func(p growthPoint) (med, rss string) {
+		switch {
+		case len(p.Seconds) > 0:
+			return fmtSeconds(median(p.Seconds)), fmt.Sprintf("%.1f MiB", float64(slices.Max(p.RSSKiB))/1024)
+		case p.KilledAt > 0:
+			return fmt.Sprintf("> %s (killed)", fmtSeconds(p.KilledAt)), "–"
+		}
+		return "not run", "–"
+	}
+	for _, p := range r.Growth {
+		if p.Tool != toolExport {
+			continue
+		}
+		c := find(p.Axis, p.N, toolCrane)
+		em, erss := cell(p)
+		cm, crss := cell(c)
+		rel := "–"
+		if len(p.Seconds) > 0 && len(c.Seconds) > 0 {
+			rel = fmt.Sprintf("%.2f", median(p.Seconds)/median(c.Seconds))
+		} else if len(p.Seconds) > 0 && c.KilledAt > 0 {
+			rel = fmt.Sprintf("< %.2f", median(p.Seconds)/c.KilledAt)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %d, %d |\n", p.Axis, p.N, em, cm, rel, erss, crss, len(p.Seconds), len(c.Seconds))
+	}
 }

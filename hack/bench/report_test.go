@@ -25,6 +25,21 @@ func fakeResults() results {
 	}
 	huge := tools([]float64{9}, []float64{10}, []float64{20}, []float64{8})
 	huge[0].RSSKiB, huge[1].RSSKiB, huge[2].RSSKiB = []int64{30 << 10}, []int64{20 << 10}, []int64{80 << 10}
+	unchanged := []string{"sha256:aa", "sha256:bb"}
+	reqs := func(perBlob int, kinds map[string]int) []requestCount {
+		return []requestCount{{Kinds: kinds, PerBlob: map[string]int{"sha256:aa": perBlob, "sha256:bb": 1, "sha256:cc": 3}}}
+	}
+	rebuild := tools([]float64{1.05}, []float64{1.2}, []float64{2}, []float64{1})
+	rebuild[0].Requests = reqs(1, map[string]int{"ping": 1, "blob HEAD": 3, "blob POST": 2, "blob PUT": 2, "manifest HEAD": 1, "manifest PUT": 1})
+	rebuild[1].Requests = reqs(2, map[string]int{"ping": 1, "blob HEAD": 3, "blob POST": 1, "blob PATCH": 1, "blob PUT": 1, "manifest PUT": 1})
+	rebuild[3].Requests = reqs(1, map[string]int{"blob POST": 3, "blob PUT": 1, "manifest HEAD": 1, "manifest PUT": 1})
+	archive := []toolResult{
+		{Tool: toolExport, Seconds: []float64{1.3, 1.4}, StoredBytes: []int64{60e6, 60e6}, RSSKiB: []int64{60 << 10}, Digests: "same in every run"},
+		{Tool: toolExportZstd, Seconds: []float64{1.2}, StoredBytes: []int64{53e6}, RSSKiB: []int64{70 << 10}, Digests: "same in every run"},
+		{Tool: toolCrane, Seconds: []float64{5.5}, StoredBytes: []int64{65e6}, RSSKiB: []int64{20 << 10}, Digests: "same in every run"},
+		{Tool: toolSkopeo, Seconds: []float64{2.1}, StoredBytes: []int64{58e6}, RSSKiB: []int64{75 << 10}, Digests: "same in every run"},
+		{Tool: toolFloor, Seconds: []float64{1.0}, StoredBytes: []int64{65e6}, RSSKiB: []int64{50 << 10}, Digests: "differ between runs"},
+	}
 	return results{
 		Date:     time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC),
 		Runs:     3,
@@ -38,7 +53,25 @@ func fakeResults() results {
 			{Key: "tag1", Title: "1 tag", Tools: tools([]float64{0.1}, []float64{0.2}, []float64{0.3}, []float64{0.1})},
 			{Key: "tag10", Title: "10 tags", Tools: tools([]float64{0.11}, []float64{0.5}, []float64{1}, []float64{0.12})},
 			{Key: "huge", Title: "1 GiB", Tools: huge},
+			{Key: "rebuild", Title: "rebuild", Tools: rebuild, Unchanged: unchanged},
+			{Key: "archive", Title: "docker-archive", Tools: archive, RawBytes: 201e6},
 		},
+		Skipped:     []keyValue{{"docker-daemon", "no Docker engine"}},
+		Compressors: []compressorResult{{"pgzip 1 (the floor)", 1, 200e6, 65e6}, {"pgzip 5 (skopeo)", 2, 200e6, 58e6}},
+		Growth: []growthPoint{
+			{Axis: "layers", N: 1, Tool: toolExport, Seconds: []float64{0.1}, RSSKiB: []int64{10 << 10}},
+			{Axis: "layers", N: 1, Tool: toolCrane, Seconds: []float64{0.08}, RSSKiB: []int64{14 << 10}},
+			{Axis: "layers", N: 100, Tool: toolExport, Seconds: []float64{1}, RSSKiB: []int64{14 << 10}},
+			{Axis: "layers", N: 100, Tool: toolCrane, Seconds: []float64{1.5}, RSSKiB: []int64{18 << 10}},
+			{Axis: "layers", N: 10000, Tool: toolExport, Seconds: []float64{75}, RSSKiB: []int64{37 << 10}},
+			{Axis: "layers", N: 10000, Tool: toolCrane, KilledAt: 600},
+			{Axis: "tags", N: 1, Tool: toolExport, Seconds: []float64{0.1}, RSSKiB: []int64{10 << 10}},
+			{Axis: "tags", N: 1, Tool: toolCrane, Seconds: []float64{0.1}, RSSKiB: []int64{13 << 10}},
+			{Axis: "tags", N: 10, Tool: toolExport, Seconds: []float64{0.11}, RSSKiB: []int64{11 << 10}},
+			{Axis: "tags", N: 10, Tool: toolCrane, Seconds: []float64{0.4}, RSSKiB: []int64{14 << 10}},
+		},
+		GrowthChart:    "benchmarks-growth.png",
+		ZstdPull:       "Docker 20.10, `docker pull`: failed: invalid tar header",
 		Report2Results: []float64{0.004, 0.003, 0.010},
 		Binaries:       []binarySize{{"export-step", 11_000_000}, {"report2results", 13_000_000}},
 		GoBenchmarks:   []goBench{{"results Run/fsync=false", 1.8e6, 24311, 312}, {"layout Index/build-2-tags", 12214, 4999, 60}},
@@ -96,6 +129,10 @@ func TestTargets(t *testing.T) {
 		{"10 tags: export-step ≤ 1.2 × one tag", "1.10 ×", true},
 		{"1 GiB: export-step peak RSS ≤ 64 MiB", "30.0 MiB (max of runs)", true},
 		{"report2results ≤ 5 ms per run", "4.0 ms (median)", true},
+		{"docker-archive: export-step ≤ 0.7 × skopeo", "0.64 ×", true},
+		{"docker-archive: export-step stores ≤ 1.05 × skopeo's bytes", "1.034 ×", true},
+		{"rebuild: export-step ≤ 1.1 × the floor", "1.05 ×", true},
+		{"rebuild: export-step ≤ 1 request per unchanged blob", "at most 1 (2 blobs, every run)", true},
 		{"export-step ≤ 12 MB stripped", "11.0 MB", true},
 		{"report2results ≤ 12 MB stripped", "13.0 MB", false},
 	} {
@@ -129,4 +166,53 @@ func TestWriteChart(t *testing.T) {
 	assert.Check(t, cfg.Width > 500 && cfg.Height > 200, "%dx%d", cfg.Width, cfg.Height)
 
 	assert.ErrorContains(t, writeChart(results{}, path), "no shape has crane timings")
+}
+
+func TestWriteGrowthChart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "growth.png")
+	assert.NilError(t, writeGrowthChart(fakeResults().Growth, path))
+	f, err := os.Open(path)
+	assert.NilError(t, err)
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	assert.NilError(t, err)
+	assert.Check(t, cfg.Width > 500 && cfg.Height > 500, "%dx%d", cfg.Width, cfg.Height)
+	assert.ErrorContains(t, writeGrowthChart(nil, path), "no growth points")
+}
+
+func TestParseCounts(t *testing.T) {
+	got, err := parseCounts("1, 10,100")
+	assert.NilError(t, err)
+	assert.DeepEqual(t, got, []int{1, 10, 100})
+	for _, bad := range []string{"0", "1,,2", "x", "-3"} {
+		_, err := parseCounts(bad)
+		assert.ErrorContains(t, err, "want positive integers", bad)
+	}
+}
+
+func TestRequestKind(t *testing.T) {
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", "/v2/", "ping"},
+		{"HEAD", "/v2/a/b/blobs/sha256:ab", "blob HEAD"},
+		{"POST", "/v2/a/blobs/uploads/?mount=sha256%3Aab&from=a", "blob POST"},
+		{"PATCH", "/v2/a/blobs/uploads/uuid", "blob PATCH"},
+		{"PUT", "/v2/a/blobs/uploads/uuid?digest=sha256%3Aab", "blob PUT"},
+		{"PUT", "/v2/a/manifests/t1", "manifest PUT"},
+		{"HEAD", "/v2/a/manifests/t1", "manifest HEAD"},
+		{"DELETE", "/v2/a/manifests/t1", "other"},
+	} {
+		assert.Equal(t, requestKind(tc.method, tc.path), tc.want, "%s %s", tc.method, tc.path)
+	}
+}
+
+func TestPowerOfTwoTicks(t *testing.T) {
+	labels := func(lo, hi float64) []string {
+		var out []string
+		for _, tk := range (powerOfTwoTicks{}).Ticks(lo, hi) {
+			out = append(out, tk.Label)
+		}
+		return out
+	}
+	assert.DeepEqual(t, labels(10.9, 37.9), []string{"16", "32"})
+	assert.DeepEqual(t, labels(11.2, 14), []string{"12", "13", "14"})
 }

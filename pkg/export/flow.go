@@ -70,6 +70,10 @@ type Options struct {
 	Insecure []string
 	// Jobs bounds parallel blob uploads per repository (>= 1).
 	Jobs int
+	// Compression compresses the layers a docker-archive or the Docker
+	// daemon holds uncompressed (-compression); empty means gzip. Layers
+	// a source holds compressed are pushed as they are.
+	Compression Compression
 	// Quiet turns off progress lines and info logs.
 	Quiet bool
 	// Stderr receives progress lines and logs; nil means os.Stderr.
@@ -126,6 +130,8 @@ type plan struct {
 	log        *slog.Logger
 	keychain   authn.Keychain
 	backoff    remote.Backoff
+	compress   Compression
+	cleanup    []func() // run when the export ends
 }
 
 // Run exports as opts say and returns the report it wrote. The steps run in
@@ -152,6 +158,11 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
+	defer func() {
+		for _, f := range p.cleanup {
+			f()
+		}
+	}()
 	rep, err := p.run(ctx)
 	switch {
 	case err == nil:
@@ -256,7 +267,18 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 			}
 		}
 		if docker != nil {
-			sopts = append(sopts, WithDaemonOptions(daemon.WithClient(docker), daemon.WithContext(ctx)))
+			sopts = append(sopts, WithDockerClient(docker), WithDaemonOptions(daemon.WithClient(docker), daemon.WithContext(ctx)))
+		}
+		sopts = append(sopts, WithCompression(p.compress))
+		if src.Transport == TransportDockerArchive || src.Transport == TransportDaemon {
+			// Layers compressed here are kept here until the export ends.
+			dir, err := os.MkdirTemp("", "export-step-")
+			if err != nil {
+				p.log.Warn("no scratch directory for compressed layers: each is compressed again when it is read", "err", err)
+			} else {
+				p.cleanup = append(p.cleanup, func() { os.RemoveAll(dir) })
+				sopts = append(sopts, WithScratchDir(dir))
+			}
 		}
 		var err error
 		art, err = Open(ctx, src, sopts...)
@@ -300,6 +322,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 
 // newPlan validates opts. Every error wraps ErrBadInput and names the flag.
 func newPlan(opts Options) (*plan, error) {
+	var err error
 	p := &plan{opts: opts, stderr: opts.Stderr, keychain: opts.Keychain, backoff: opts.RetryBackoff}
 	if p.stderr == nil {
 		p.stderr = os.Stderr
@@ -322,6 +345,14 @@ func newPlan(opts Options) (*plan, error) {
 
 	if opts.Jobs < 1 {
 		return nil, inputErrorf("-jobs must be at least 1, got %d", opts.Jobs)
+	}
+	if p.compress, err = ParseCompression(string(opts.Compression)); err != nil {
+		return nil, err
+	}
+	if p.compress == CompressionZstd && opts.Daemon {
+		// Measured: Docker 20.10 fails to unpack zstd layers
+		// ("archive/tar: invalid tar header"); docs/benchmarks.md.
+		return nil, inputErrorf("-compression zstd: not with -daemon (the Docker engine may not unpack zstd layers; Docker 20.10 does not)")
 	}
 	switch p.timeout = opts.Timeout; {
 	case p.timeout == 0:

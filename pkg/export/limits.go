@@ -25,6 +25,9 @@ func checkManifestSize(a Artifact, what string, depth int) error {
 	if depth > maxIndexDepth {
 		return inputErrorf("%s: indexes nested more than %d deep", what, maxIndexDepth)
 	}
+	if ls, ok := a.(layerStreamer); ok && ls.manifestSizeBound() <= MaxManifestBytes {
+		return nil // known to fit without compressing every layer first
+	}
 	raw, err := a.RawManifest()
 	if err != nil {
 		return err

@@ -87,10 +87,24 @@ func groupByRegistry(tags []name.Tag) [][]*repoTags {
 // mount the blobs from it. Registries are pushed concurrently; at most jobs
 // repositories upload at a time, each with at most jobs parallel blob
 // uploads.
+//
+// The digest of an image whose layers are compressed here (a docker-archive,
+// the daemon: layerStreamer) is known only once every layer is: its push
+// does not wait for it, but uploads each layer as soon as it is compressed,
+// and learns the digest for the manifest PUT (or when the first tag
+// exists already, to compare).
 func pushAndVerify(ctx context.Context, art Artifact, tags []name.Tag, c registryConfig) (*v1.Descriptor, error) {
-	desc, err := partial.Descriptor(art)
-	if err != nil {
-		return nil, fmt.Errorf("compute the digest of the image: %w", err)
+	describe := sync.OnceValues(func() (*v1.Descriptor, error) {
+		desc, err := partial.Descriptor(art)
+		if err != nil {
+			return nil, fmt.Errorf("compute the digest of the image: %w", err)
+		}
+		return desc, nil
+	})
+	if _, streams := art.(layerStreamer); !streams {
+		if _, err := describe(); err != nil {
+			return nil, err
+		}
 	}
 	switch art.(type) {
 	case v1.Image, v1.ImageIndex:
@@ -106,19 +120,23 @@ func pushAndVerify(ctx context.Context, art Artifact, tags []name.Tag, c registr
 	for _, registry := range groupByRegistry(tags) {
 		g.Go(func() error {
 			first := registry[0]
-			if err := pushRepo(gctx, art, desc, first, first.tags[0], rec, slots, c); err != nil {
+			if err := pushRepo(gctx, art, describe, first, first.tags[0], rec, slots, c); err != nil {
 				return err
 			}
 			rg, rctx := errgroup.WithContext(gctx)
 			for _, other := range registry[1:] {
 				rg.Go(func() error {
-					return pushRepo(rctx, art, desc, other, first.tags[0], rec, slots, c)
+					return pushRepo(rctx, art, describe, other, first.tags[0], rec, slots, c)
 				})
 			}
 			return rg.Wait()
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	desc, err := describe()
+	if err != nil {
 		return nil, err
 	}
 
@@ -144,7 +162,7 @@ func pushAndVerify(ctx context.Context, art Artifact, tags []name.Tag, c registr
 // the repository of mountFrom (g's own repository when g is the first of
 // its registry). The digests of tags found already naming art are recorded
 // in rec, for the verification.
-func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTags, mountFrom name.Reference, rec *digestRecorder, slots chan struct{}, c registryConfig) error {
+func pushRepo(ctx context.Context, art Artifact, describe func() (*v1.Descriptor, error), g *repoTags, mountFrom name.Reference, rec *digestRecorder, slots chan struct{}, c registryConfig) error {
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
@@ -152,14 +170,18 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 	}
 	defer func() { <-slots }()
 	primary := g.tags[0]
-	want := desc.Digest.String()
 
 	img, isImage := art.(v1.Image)
 	var blobs []blob
 	var pullFrom []name.Repository
 	if isImage {
 		var err error
-		if blobs, err = imageBlobs(img, mountFrom.Context()); err != nil {
+		if ls, ok := art.(layerStreamer); ok {
+			blobs, err = ls.streamBlobs(mountFrom.Context())
+		} else {
+			blobs, err = imageBlobs(img, mountFrom.Context())
+		}
+		if err != nil {
 			return fmt.Errorf("push %s: %w", primary.Name(), err)
 		}
 		for _, b := range blobs {
@@ -180,7 +202,15 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 	}
 	reexport := got != ""
 	todo := g.tags
-	if got == want {
+	want := ""
+	if reexport {
+		desc, err := describe()
+		if err != nil {
+			return err
+		}
+		want = desc.Digest.String()
+	}
+	if reexport && got == want {
 		rec.record(primary, got)
 		var mu sync.Mutex
 		todo = nil
@@ -263,6 +293,10 @@ func pushRepo(ctx context.Context, art Artifact, desc *v1.Descriptor, g *repoTag
 	}
 	if len(todo) == 0 {
 		return nil
+	}
+	desc, err := describe()
+	if err != nil {
+		return err
 	}
 	raw, err := art.RawManifest()
 	if err != nil {

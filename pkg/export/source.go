@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -25,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/moby/moby/client"
 )
 
 // knownTransports is listed in error messages, in this order.
@@ -232,9 +234,34 @@ func detectSource(s string) (Source, error) {
 type SourceOption func(*sourceOptions)
 
 type sourceOptions struct {
-	remote []remote.Option
-	name   []name.Option
-	daemon []daemon.Option
+	remote      []remote.Option
+	name        []name.Option
+	daemon      []daemon.Option
+	docker      *client.Client
+	compression Compression
+	scratch     string
+}
+
+// WithCompression compresses the layers a docker-archive or the Docker
+// daemon holds uncompressed with c (default gzip).
+func WithCompression(c Compression) SourceOption {
+	return func(o *sourceOptions) { o.compression = c }
+}
+
+// WithScratchDir keeps the layers a source holds uncompressed, once
+// compressed, in files of dir, so that each is compressed once; the caller
+// removes dir when done with the artifact. Without it, such a layer is
+// compressed again whenever it is read, and a docker-daemon: source is
+// read through go-containerregistry's daemon package.
+func WithScratchDir(dir string) SourceOption {
+	return func(o *sourceOptions) { o.scratch = dir }
+}
+
+// WithDockerClient reads docker-daemon: sources with c: with a scratch
+// directory, the image is saved from the daemon once, its layers compressed
+// as they stream in.
+func WithDockerClient(c *client.Client) SourceOption {
+	return func(o *sourceOptions) { o.docker = c }
 }
 
 // WithRemoteOptions passes options (auth, transport, ...) to remote.Get for
@@ -266,7 +293,7 @@ func WithDaemonOptions(opts ...daemon.Option) SourceOption {
 // or digest) yields that image or index; with several and no selector the
 // layout's index.json itself is the artifact.
 func Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, error) {
-	var o sourceOptions
+	o := sourceOptions{compression: CompressionGzip}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -278,9 +305,13 @@ func Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, erro
 	case TransportOCI:
 		a, err = openLayout(src)
 	case TransportDockerArchive:
-		a, err = openArchive(src)
+		a, err = openArchive(src, o)
 	case TransportDaemon:
-		a, err = openDaemon(ctx, src, o)
+		if o.docker != nil && o.scratch != "" {
+			a, err = openDaemonSaved(ctx, src, o)
+		} else {
+			a, err = openDaemon(ctx, src, o)
+		}
 	case TransportRemote:
 		a, err = openRemote(ctx, src, o)
 	default:
@@ -742,7 +773,7 @@ func validateIndex(idx v1.ImageIndex, check blobCheck, depth int) error {
 
 // ---- docker-archive ----
 
-func openArchive(src Source) (Artifact, error) {
+func openArchive(src Source, o sourceOptions) (Artifact, error) {
 	p := src.Path
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -754,7 +785,7 @@ func openArchive(src Source) (Artifact, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, inputErrorf("%s is not a regular file (a docker-archive is a tarball)", p)
 	}
-	manifest, err := scanArchive(p)
+	manifest, entries, err := scanArchive(p)
 	if err != nil {
 		return nil, err
 	}
@@ -771,34 +802,168 @@ func openArchive(src Source) (Artifact, error) {
 	} else if len(manifest) != 1 {
 		return nil, inputErrorf("%s holds %d images; pick one with docker-archive:%s:REF (tags: %s)", p, len(manifest), p, archiveTags(manifest))
 	}
-	img, err := tarball.ImageFromPath(p, tag)
-	if err != nil {
-		return nil, inputErrorf("%s: %w", p, err)
+	d := archiveImage(manifest, tag)
+	if len(d.LayerSources) > 0 {
+		// Foreign layers (Windows base images): go-containerregistry's
+		// tarball image knows their descriptors.
+		img, err := tarball.ImageFromPath(p, tag)
+		if err != nil {
+			return nil, inputErrorf("%s: %w", p, err)
+		}
+		if _, err := img.ConfigFile(); err != nil {
+			return nil, inputErrorf("%s: image config %s: %w", p, d.Config, err)
+		}
+		return img, nil
 	}
-	if _, err := img.ConfigFile(); err != nil {
-		return nil, inputErrorf("%s: image config %s: %w", p, archiveConfigName(manifest, tag), err)
-	}
-	return img, nil
+	return archiveRawImage(p, d, entries, o)
 }
 
-// scanArchive reads the tar headers of a docker-archive (seeking over the
-// contents), refuses entries that would escape the archive and returns its
-// manifest.json after checking every file it names is present.
-func scanArchive(p string) (tarball.Manifest, error) {
+// archiveImage is the manifest.json entry of the image tagged t (the only
+// one when t is nil).
+func archiveImage(m tarball.Manifest, t *name.Tag) tarball.Descriptor {
+	if t == nil {
+		return m[0]
+	}
+	for _, d := range m {
+		for _, s := range d.RepoTags {
+			if rt, err := name.NewTag(s); err == nil && rt.Name() == t.Name() {
+				return d
+			}
+		}
+	}
+	return tarball.Descriptor{}
+}
+
+// archiveRawImage is the image d of the docker-archive at p: its layers are
+// read from where they sit in the file, each compressed once if the archive
+// holds it uncompressed (rawimage.go).
+func archiveRawImage(p string, d tarball.Descriptor, entries archiveEntries, o sourceOptions) (Artifact, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, inputErrorf("%w", err)
 	}
 	defer f.Close()
-	var magic [2]byte
-	if n, _ := io.ReadFull(f, magic[:]); n == 2 && magic == [2]byte{0x1f, 0x8b} {
-		return nil, inputErrorf("%s is gzip-compressed; a docker-archive is a plain tar (gunzip it first)", p)
+	section := func(name string) (archiveEntry, *io.SectionReader, error) {
+		e, err := entries.resolve(name)
+		if err != nil {
+			return e, nil, inputErrorf("%s: %w", p, err)
+		}
+		return e, io.NewSectionReader(f, e.offset, e.size), nil
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	ce, cr, err := section(d.Config)
+	if err != nil {
 		return nil, err
 	}
+	if ce.size > maxMetadataBytes {
+		return nil, inputErrorf("%s: image config %s is %d bytes, more than the %d allowed", p, d.Config, ce.size, maxMetadataBytes)
+	}
+	rawCfg, err := io.ReadAll(cr)
+	if err != nil {
+		return nil, inputErrorf("%s: image config %s: %w", p, d.Config, err)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawCfg))
+	if err != nil {
+		return nil, inputErrorf("%s: image config %s: %w", p, d.Config, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(d.Layers) {
+		return nil, inputErrorf("%s: image config %s lists %d layers, manifest.json %d", p, d.Config, len(cfg.RootFS.DiffIDs), len(d.Layers))
+	}
+	layers := make([]*rawLayer, len(d.Layers))
+	for i, lp := range d.Layers {
+		e, sr, err := section(lp)
+		if err != nil {
+			return nil, err
+		}
+		var head [4]byte
+		n, _ := sr.ReadAt(head[:], 0)
+		layers[i] = &rawLayer{
+			open: func() (io.ReadCloser, error) {
+				f, err := os.Open(p)
+				if err != nil {
+					return nil, err
+				}
+				return &readCloser{Reader: io.NewSectionReader(f, e.offset, e.size), close: f.Close}, nil
+			},
+			held:    sniffCompression(head[:n]),
+			key:     strconv.FormatInt(e.offset, 10),
+			diffID:  cfg.RootFS.DiffIDs[i],
+			what:    fmt.Sprintf("%s: layer %d (%s)", p, i+1, lp),
+			codec:   o.compression,
+			scratch: o.scratch,
+		}
+	}
+	return newRawImage(rawCfg, layers, o.compression)
+}
+
+// archiveEntry is where a file of a docker-archive sits in it, or what it
+// links to.
+type archiveEntry struct {
+	offset, size int64
+	link         string // cleaned path of the target of a symlink or hard link
+}
+
+// archiveEntries are the files of a docker-archive by cleaned path.
+type archiveEntries map[string]archiveEntry
+
+// resolve follows links to the regular file name refers to.
+func (es archiveEntries) resolve(name string) (archiveEntry, error) {
+	clean, err := resolveLinks(name, func(p string) (string, bool) {
+		e, ok := es[p]
+		return e.link, ok
+	})
+	return es[clean], err
+}
+
+// resolveLinks follows the links of an archive from name to a file: link
+// says what an entry links to ("" for a file; ok false: no such entry).
+func resolveLinks(name string, link func(string) (target string, ok bool)) (string, error) {
+	clean, _ := archivePath(name)
+	for range 16 {
+		target, ok := link(clean)
+		switch {
+		case !ok:
+			return "", fmt.Errorf("the archive holds no file %q", name)
+		case target == "":
+			return clean, nil
+		}
+		clean = target
+	}
+	return "", fmt.Errorf("%q: a link cycle, or more than 16 links in a row", name)
+}
+
+// linkTarget is the cleaned path, inside the archive, that the symlink or
+// hard link hdr (at clean) points to; an error if it points outside.
+func linkTarget(clean string, hdr *tar.Header) (string, error) {
+	target, ok := archivePath(hdr.Linkname)
+	if hdr.Typeflag == tar.TypeSymlink {
+		target, ok = archivePath(path.Join(path.Dir(clean), hdr.Linkname))
+		ok = ok && !path.IsAbs(hdr.Linkname)
+	}
+	if !ok {
+		return "", fmt.Errorf("tar entry %q links outside the archive (%s)", hdr.Name, hdr.Linkname)
+	}
+	return target, nil
+}
+
+// scanArchive reads the tar headers of a docker-archive (seeking over the
+// contents), refuses entries that would escape the archive and returns its
+// manifest.json after checking every file it names is present, and where
+// each file sits.
+func scanArchive(p string) (tarball.Manifest, archiveEntries, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, nil, inputErrorf("%w", err)
+	}
+	defer f.Close()
+	var magic [2]byte
+	if n, _ := io.ReadFull(f, magic[:]); n == 2 && magic == [2]byte{0x1f, 0x8b} {
+		return nil, nil, inputErrorf("%s is gzip-compressed; a docker-archive is a plain tar (gunzip it first)", p)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, err
+	}
 	tr := tar.NewReader(f)
-	entries := map[string]bool{}
+	entries := archiveEntries{}
 	var raw []byte
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
@@ -807,59 +972,59 @@ func scanArchive(p string) (tarball.Manifest, error) {
 		}
 		if err != nil {
 			if n == 0 {
-				return nil, inputErrorf("%s is not a tar archive: %v", p, err)
+				return nil, nil, inputErrorf("%s is not a tar archive: %v", p, err)
 			}
-			return nil, inputErrorf("%s: tar entry %d: %v", p, n+1, err)
+			return nil, nil, inputErrorf("%s: tar entry %d: %v", p, n+1, err)
 		}
 		clean, ok := archivePath(hdr.Name)
 		if !ok {
-			return nil, inputErrorf("%s: tar entry %q escapes the archive", p, hdr.Name)
+			return nil, nil, inputErrorf("%s: tar entry %q escapes the archive", p, hdr.Name)
 		}
+		var e archiveEntry
 		switch hdr.Typeflag {
-		case tar.TypeSymlink:
-			if path.IsAbs(hdr.Linkname) {
-				return nil, inputErrorf("%s: tar entry %q links outside the archive (%s)", p, hdr.Name, hdr.Linkname)
+		case tar.TypeSymlink, tar.TypeLink:
+			if e.link, err = linkTarget(clean, hdr); err != nil {
+				return nil, nil, inputErrorf("%s: %w", p, err)
 			}
-			if _, ok := archivePath(path.Join(path.Dir(clean), hdr.Linkname)); !ok {
-				return nil, inputErrorf("%s: tar entry %q links outside the archive (%s)", p, hdr.Name, hdr.Linkname)
+		case tar.TypeReg:
+			// After the header, the file offset is where the content starts.
+			if e.offset, err = f.Seek(0, io.SeekCurrent); err != nil {
+				return nil, nil, err
 			}
-		case tar.TypeLink:
-			if _, ok := archivePath(hdr.Linkname); !ok {
-				return nil, inputErrorf("%s: tar entry %q links outside the archive (%s)", p, hdr.Name, hdr.Linkname)
-			}
+			e.size = hdr.Size
 		}
-		entries[clean] = true
+		entries[clean] = e
 		if clean == "manifest.json" && hdr.Typeflag == tar.TypeReg {
 			if hdr.Size > maxMetadataBytes {
-				return nil, inputErrorf("%s: manifest.json is %d bytes, more than the %d allowed", p, hdr.Size, maxMetadataBytes)
+				return nil, nil, inputErrorf("%s: manifest.json is %d bytes, more than the %d allowed", p, hdr.Size, maxMetadataBytes)
 			}
 			if raw, err = io.ReadAll(tr); err != nil {
-				return nil, inputErrorf("%s: manifest.json: %v", p, err)
+				return nil, nil, inputErrorf("%s: manifest.json: %v", p, err)
 			}
 		}
 	}
 	if raw == nil {
-		return nil, inputErrorf("%s is not a docker-archive (no manifest.json)", p)
+		return nil, nil, inputErrorf("%s is not a docker-archive (no manifest.json)", p)
 	}
 	var m tarball.Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, inputErrorf("%s", jsonError(p+"!manifest.json", raw, err))
+		return nil, nil, inputErrorf("%s", jsonError(p+"!manifest.json", raw, err))
 	}
 	if len(m) == 0 {
-		return nil, inputErrorf("%s: manifest.json lists no images", p)
+		return nil, nil, inputErrorf("%s: manifest.json lists no images", p)
 	}
 	for i, d := range m {
 		for _, f := range append([]string{d.Config}, d.Layers...) {
 			clean, ok := archivePath(f)
 			if !ok || f == "" {
-				return nil, inputErrorf("%s: manifest.json image %d names %q, outside the archive", p, i, f)
+				return nil, nil, inputErrorf("%s: manifest.json image %d names %q, outside the archive", p, i, f)
 			}
-			if !entries[clean] {
-				return nil, inputErrorf("%s: manifest.json image %d names %q, which the archive does not hold", p, i, f)
+			if _, ok := entries[clean]; !ok {
+				return nil, nil, inputErrorf("%s: manifest.json image %d names %q, which the archive does not hold", p, i, f)
 			}
 		}
 	}
-	return m, nil
+	return m, entries, nil
 }
 
 // archivePath cleans a tar entry name; ok is false if it is absolute or
@@ -884,20 +1049,6 @@ func archiveHasTag(m tarball.Manifest, t name.Tag) bool {
 		}
 	}
 	return false
-}
-
-func archiveConfigName(m tarball.Manifest, t *name.Tag) string {
-	if t == nil {
-		return m[0].Config
-	}
-	for _, d := range m {
-		for _, s := range d.RepoTags {
-			if rt, err := name.NewTag(s); err == nil && rt.Name() == t.Name() {
-				return d.Config
-			}
-		}
-	}
-	return ""
 }
 
 func archiveTags(m tarball.Manifest) string {
@@ -930,6 +1081,15 @@ func openDaemon(ctx context.Context, src Source, o sourceOptions) (Artifact, err
 		return nil, fmt.Errorf("docker daemon: image %s: %w", ref, err)
 	}
 	return img, nil
+}
+
+// openDaemonSaved reads src with one image save (daemonsource.go).
+func openDaemonSaved(ctx context.Context, src Source, o sourceOptions) (Artifact, error) {
+	ref, err := name.ParseReference(src.Ref, o.name...)
+	if err != nil {
+		return nil, inputErrorf("reference %q: %w", src.Ref, err)
+	}
+	return openDaemonStream(ctx, ref, o)
 }
 
 // isNotFound recognises the Docker client's "not found" errors (errdefs'

@@ -245,9 +245,27 @@ func (rc *registryClient) do(ctx context.Context, method, url string, body io.Re
 // blob is one blob of an image to upload.
 type blob struct {
 	layer v1.Layer
-	d     v1.Hash
+	d     v1.Hash // zero: not known yet (the layer is compressed when asked)
 	size  int64
 	from  name.Repository // offered for mounting from here
+}
+
+// resolve learns the digest and size of a blob streamed from a
+// layerStreamer: this waits until its layer is compressed.
+func (b *blob) resolve() error {
+	if b.d != (v1.Hash{}) {
+		return nil
+	}
+	d, err := b.layer.Digest()
+	if err != nil {
+		return err
+	}
+	size, err := b.layer.Size()
+	if err != nil {
+		return err
+	}
+	b.d, b.size = d, size
+	return nil
 }
 
 // imageBlobs lists the distributable layers and the config of img, each
@@ -316,6 +334,12 @@ func (u *blobUploader) upload(ctx context.Context, blobs []blob, jobs int, check
 	g.SetLimit(max(jobs, 1))
 	for _, b := range blobs {
 		g.Go(func() error {
+			if b.d == (v1.Hash{}) {
+				if err := b.resolve(); err != nil {
+					return err // names the layer and its source
+				}
+				u.counter.total.Add(b.size)
+			}
 			if err := u.uploadOne(gctx, b, check); err != nil {
 				return fmt.Errorf("blob %s: %w", b.d, err)
 			}
