@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/export"
 	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
@@ -72,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	rep, err := export.Run(ctx, opts)
 	if err != nil {
-		if errors.Is(err, export.ErrBadInput) || errors.Is(err, report.ErrInvalid) {
+		if errors.Is(err, badinput.Err) || errors.Is(err, report.ErrInvalid) {
 			return fail(2, err)
 		}
 		return fail(1, err)

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
@@ -101,7 +102,7 @@ func run(args []string, stderr io.Writer) int {
 	if err := results.Run(ctx, o); err != nil {
 		// One line, whatever a wrapped error carries.
 		fmt.Fprintf(stderr, "report2results: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
-		if errors.Is(err, results.ErrBadInput) || errors.Is(err, report.ErrInvalid) {
+		if errors.Is(err, badinput.Err) || errors.Is(err, report.ErrInvalid) {
 			return 2
 		}
 		return 1

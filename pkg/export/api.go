@@ -6,45 +6,11 @@ package export
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 )
-
-// ErrBadInput is wrapped by every error that is the caller's fault (bad flag
-// value, unknown transport, a source that does not exist or is not an image).
-// Commands map it to exit code 2; everything else is exit code 1.
-var ErrBadInput = errors.New("bad input")
-
-// inputError is an error that is the caller's fault: errors.Is(err,
-// ErrBadInput) holds, but the message is only the formatted text.
-type inputError struct{ err error }
-
-// Error is the text on one line: a line break in what it quotes (a
-// go-containerregistry error repeats a reference as it was written, which
-// may hold one) is escaped.
-func (e *inputError) Error() string   { return oneLine.Replace(e.err.Error()) }
-func (e *inputError) Unwrap() []error { return []error{e.err, ErrBadInput} }
-
-var oneLine = strings.NewReplacer("\r\n", `\r\n`, "\n", `\n`, "\r", `\r`, "\u2028", `\u2028`, "\u2029", `\u2029`)
-
-// inputErrorf formats an error that wraps ErrBadInput (and any %w operand)
-// without adding "bad input" to its text.
-func inputErrorf(format string, args ...any) error {
-	return &inputError{err: fmt.Errorf(format, args...)}
-}
-
-// badInput makes err wrap ErrBadInput, keeping its text.
-func badInput(err error) error {
-	if errors.Is(err, ErrBadInput) {
-		return err
-	}
-	return &inputError{err: err}
-}
 
 // Artifact is what a source yields and a destination takes: a v1.Image or a
 // v1.ImageIndex. Use AsImage/AsIndex or a type switch.

@@ -21,6 +21,7 @@ import (
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/golden"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -249,7 +250,7 @@ func TestArchiveLayerCorrupted(t *testing.T) {
 	opts := testOptions(t, nil, reg.ref("app:1"))
 	opts.Source = "docker-archive:" + arch.path
 	_, err = Run(context.Background(), opts)
-	assert.ErrorIs(t, err, ErrBadInput)
+	assert.ErrorIs(t, err, badinput.Err)
 	assert.ErrorContains(t, err, arch.path+": layer 1 (")
 	assert.ErrorContains(t, err, "layer 1")
 	assert.ErrorContains(t, err, "the image config says "+arch.diffIDs[0].String())
@@ -269,7 +270,7 @@ func TestParseCompression(t *testing.T) {
 		got, err := ParseCompression(tc.in)
 		if tc.err != "" {
 			assert.ErrorContains(t, err, tc.err)
-			assert.ErrorIs(t, err, ErrBadInput)
+			assert.ErrorIs(t, err, badinput.Err)
 			continue
 		}
 		assert.NilError(t, err)

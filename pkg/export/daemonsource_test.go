@@ -15,6 +15,8 @@ import (
 
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // dockerAPIProxy is a TCP proxy to the Docker engine's socket that counts
@@ -100,7 +102,7 @@ func TestOpenDaemonSavedOnce(t *testing.T) {
 	t.Run("missing image", func(t *testing.T) {
 		_, err := Open(ctx, Source{Transport: TransportDaemon, Ref: "exportreport-test/no-such-image:never"},
 			WithDockerClient(c), WithScratchDir(t.TempDir()))
-		assert.ErrorIs(t, err, ErrBadInput)
+		assert.ErrorIs(t, err, badinput.Err)
 		assert.ErrorContains(t, err, "the Docker daemon has no image")
 	})
 }

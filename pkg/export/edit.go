@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // referenceTypeAnnotation = attestationManifest marks BuildKit's attestation
@@ -93,7 +95,7 @@ func checkEnv(env []string) error {
 	for _, kv := range env {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return inputErrorf("-env %q: want KEY=VALUE", kv)
+			return badinput.Errorf("-env %q: want KEY=VALUE", kv)
 		}
 	}
 	return nil
@@ -183,7 +185,7 @@ func editConfig(c *v1.Config, e Edits) {
 
 func (ed *editor) index(idx v1.ImageIndex, depth int) (v1.ImageIndex, error) {
 	if depth > maxIndexDepth {
-		return nil, inputErrorf("indexes nested more than %d deep", maxIndexDepth)
+		return nil, badinput.Errorf("indexes nested more than %d deep", maxIndexDepth)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
@@ -225,7 +227,7 @@ func (ed *editor) index(idx v1.ImageIndex, depth int) (v1.ImageIndex, error) {
 				return nil, fmt.Errorf("index %s: %w", d.Digest, err)
 			}
 		default:
-			return nil, inputErrorf("manifest %s has media type %q: only images and indexes can be edited", d.Digest, d.MediaType)
+			return nil, badinput.Errorf("manifest %s has media type %q: only images and indexes can be edited", d.Digest, d.MediaType)
 		}
 		adds = append(adds, mutate.IndexAddendum{
 			Add: child,

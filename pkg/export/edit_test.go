@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // editBase is an image whose config has something of everything Apply
@@ -102,10 +104,10 @@ func TestApplyEmptyIsUnchanged(t *testing.T) {
 
 func TestApplyBadEnv(t *testing.T) {
 	_, err := Apply(context.Background(), editBase(t), Edits{Env: []string{"OK=1", "NOEQUALS"}})
-	assert.ErrorIs(t, err, ErrBadInput)
+	assert.ErrorIs(t, err, badinput.Err)
 	assert.ErrorContains(t, err, `-env "NOEQUALS": want KEY=VALUE`)
 	_, err = Apply(context.Background(), editBase(t), Edits{Env: []string{"=x"}})
-	assert.ErrorIs(t, err, ErrBadInput)
+	assert.ErrorIs(t, err, badinput.Err)
 }
 
 func TestApplyAppend(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/client"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 )
@@ -137,7 +138,7 @@ type plan struct {
 // Run exports as opts say and returns the report it wrote. The steps run in
 // this order, and each starts only if the previous one succeeded:
 //
-//  1. validate every input (errors wrap ErrBadInput; nothing is touched);
+//  1. validate every input (errors wrap badinput.Err; nothing is touched);
 //  2. remove a stale report at the report path;
 //  3. open the source (lazily), select the platform, apply the edits (this
 //     also fills the -cache-dir layer cache; a cache failure is a warning);
@@ -207,7 +208,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 	if opts.Daemon {
 		img, ok := art.(v1.Image)
 		if !ok {
-			return nil, inputErrorf("-daemon needs a single image, the source is an index; choose one with -platform")
+			return nil, badinput.Errorf("-daemon needs a single image, the source is an index; choose one with -platform")
 		}
 		id, err := writeDaemon(ctx, docker, img, p.tags, p.log)
 		if err != nil {
@@ -283,7 +284,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 		var err error
 		art, err = Open(ctx, src, sopts...)
 		if err != nil {
-			return nil, err // names the source; wraps ErrBadInput when it is not an image
+			return nil, err // names the source; wraps badinput.Err when it is not an image
 		}
 	}
 
@@ -310,7 +311,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 	switch art.(type) {
 	case v1.Image, v1.ImageIndex:
 	default:
-		return nil, inputErrorf("source yields %T, neither an image nor an index", art)
+		return nil, badinput.Errorf("source yields %T, neither an image nor an index", art)
 	}
 	if !p.opts.Daemon {
 		if err := checkManifestSizes(art, "destination IMAGE "+p.tags[0].Name()); err != nil {
@@ -320,7 +321,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 	return art, nil
 }
 
-// newPlan validates opts. Every error wraps ErrBadInput and names the flag.
+// newPlan validates opts. Every error wraps badinput.Err and names the flag.
 func newPlan(opts Options) (*plan, error) {
 	var err error
 	p := &plan{opts: opts, stderr: opts.Stderr, keychain: opts.Keychain, backoff: opts.RetryBackoff}
@@ -344,7 +345,7 @@ func newPlan(opts Options) (*plan, error) {
 	}
 
 	if opts.Jobs < 1 {
-		return nil, inputErrorf("-jobs must be at least 1, got %d", opts.Jobs)
+		return nil, badinput.Errorf("-jobs must be at least 1, got %d", opts.Jobs)
 	}
 	if p.compress, err = ParseCompression(string(opts.Compression)); err != nil {
 		return nil, err
@@ -352,30 +353,30 @@ func newPlan(opts Options) (*plan, error) {
 	if p.compress == CompressionZstd && opts.Daemon {
 		// Measured: Docker 20.10 fails to unpack zstd layers
 		// ("archive/tar: invalid tar header"); docs/benchmarks.md.
-		return nil, inputErrorf("-compression zstd: not with -daemon (the Docker engine may not unpack zstd layers; Docker 20.10 does not)")
+		return nil, badinput.Errorf("-compression zstd: not with -daemon (the Docker engine may not unpack zstd layers; Docker 20.10 does not)")
 	}
 	switch p.timeout = opts.Timeout; {
 	case p.timeout == 0:
 		p.timeout = DefaultTimeout
 	case p.timeout < 0:
-		return nil, inputErrorf("-timeout must be positive, got %s", opts.Timeout)
+		return nil, badinput.Errorf("-timeout must be positive, got %s", opts.Timeout)
 	}
 
 	hosts, err := insecure.Parse(opts.Insecure)
 	if err != nil {
-		return nil, badInput(err)
+		return nil, badinput.Wrap(err)
 	}
 	p.insecure = hosts
 
 	switch {
 	case opts.Artifact != nil && opts.Source != "":
-		return nil, inputErrorf("give either a source or an artifact, not both")
+		return nil, badinput.Errorf("give either a source or an artifact, not both")
 	case opts.Artifact == nil && opts.Source == "":
-		return nil, inputErrorf("-source is required")
+		return nil, badinput.Errorf("-source is required")
 	case opts.Source != "":
 		src, err := ParseSource(opts.Source) // its errors name -source
 		if err != nil {
-			return nil, badInput(err)
+			return nil, badinput.Wrap(err)
 		}
 		p.source = &src
 	}
@@ -383,22 +384,22 @@ func newPlan(opts Options) (*plan, error) {
 	if opts.Platform != "" {
 		pl, err := ParsePlatform(opts.Platform) // its errors name -platform
 		if err != nil {
-			return nil, badInput(err)
+			return nil, badinput.Wrap(err)
 		}
 		p.platform = pl
 	}
 
 	if len(opts.Tags) == 0 {
-		return nil, inputErrorf("no destination IMAGE given")
+		return nil, badinput.Errorf("no destination IMAGE given")
 	}
 	seen := map[string]string{}
 	for _, s := range opts.Tags {
 		t, err := parseTag(s, p.insecure)
 		if err != nil {
-			return nil, inputErrorf("destination IMAGE %q: %v", s, err)
+			return nil, badinput.Errorf("destination IMAGE %q: %v", s, err)
 		}
 		if prev, dup := seen[t.Name()]; dup {
-			return nil, inputErrorf("destination IMAGE %q names the same tag as %q", s, prev)
+			return nil, badinput.Errorf("destination IMAGE %q names the same tag as %q", s, prev)
 		}
 		seen[t.Name()] = s
 		p.tags = append(p.tags, t)
@@ -406,7 +407,7 @@ func newPlan(opts Options) (*plan, error) {
 
 	schema, err := report.ParseSchema(string(opts.ReportSchema))
 	if err != nil {
-		return nil, inputErrorf("-report-schema: %v", err)
+		return nil, badinput.Errorf("-report-schema: %v", err)
 	}
 	p.schema = schema
 
@@ -415,12 +416,12 @@ func newPlan(opts Options) (*plan, error) {
 		p.reportPath = report.DefaultPath
 	}
 	if err := checkReportPath(p.reportPath); err != nil {
-		return nil, inputErrorf("-report %s: %v", p.reportPath, err)
+		return nil, badinput.Errorf("-report %s: %v", p.reportPath, err)
 	}
 
 	if opts.OCILayout != "" {
 		if err := checkOCILayoutDir(opts.OCILayout); err != nil {
-			return nil, inputErrorf("-oci-layout %v", err)
+			return nil, badinput.Errorf("-oci-layout %v", err)
 		}
 	}
 	return p, nil

@@ -17,12 +17,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
 // FuzzDestinationReference: the destination IMAGE references export-step
 // accepts. newPlan never panics; it refuses a reference with one line that
-// wraps ErrBadInput and quotes the reference; a reference it accepts is a
+// wraps badinput.Err and quotes the reference; a reference it accepts is a
 // tag (no digest) whose full name parses back to itself, and a report
 // naming it is one report.Read and report2results accept (what export-step
 // writes, the bridge can read).
@@ -40,8 +41,8 @@ func FuzzDestinationReference(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := newPlan(Options{Artifact: img, Tags: []string{s}, Jobs: 1, Quiet: true, Stderr: io.Discard, ReportPath: reportPath})
 		if err != nil {
-			if !errors.Is(err, ErrBadInput) {
-				t.Fatalf("newPlan(%q): error does not wrap ErrBadInput: %v", s, err)
+			if !errors.Is(err, badinput.Err) {
+				t.Fatalf("newPlan(%q): error does not wrap badinput.Err: %v", s, err)
 			}
 			if strings.ContainsAny(err.Error(), "\r\n") || !strings.Contains(err.Error(), fmt.Sprintf("%q", s)) {
 				t.Fatalf("newPlan(%q): error is not one line quoting the reference: %q", s, err)
@@ -74,7 +75,7 @@ func FuzzDestinationReference(f *testing.F) {
 
 // FuzzLayoutIndex: index.json of an OCI layout, read as a -source and as
 // the -oci-layout the export appends to. Neither panics. As a source, Open
-// either refuses it with one line wrapping ErrBadInput and naming the
+// either refuses it with one line wrapping badinput.Err and naming the
 // layout, or returns an image or index that index.json lists (or the index
 // itself). As a destination, checkOCILayoutDir either refuses it (one line
 // naming the directory) or writeOCILayout then succeeds: the layout lists
@@ -127,8 +128,8 @@ func FuzzLayoutIndex(f *testing.F) {
 		}
 		a, err := Open(ctx, Source{Transport: TransportOCI, Path: src})
 		if err != nil {
-			if !errors.Is(err, ErrBadInput) {
-				t.Fatalf("Open: error does not wrap ErrBadInput: %v", err)
+			if !errors.Is(err, badinput.Err) {
+				t.Fatalf("Open: error does not wrap badinput.Err: %v", err)
 			}
 			if strings.ContainsAny(err.Error(), "\r\n") || !strings.Contains(err.Error(), src) {
 				t.Fatalf("Open: error is not one line naming the layout: %q", err)

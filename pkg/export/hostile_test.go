@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // snapshot records every file under dir: its content, or "-> target" for a
@@ -179,7 +181,7 @@ func TestOCILayoutSourceStaysInside(t *testing.T) {
 			before := snapshot(t, outside)
 
 			_, err := Open(ctx, Source{Transport: TransportOCI, Path: dir})
-			assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 			assertOneLine(t, err, dir, tc.want)
 			assert.DeepEqual(t, snapshot(t, outside), before)
 		})
@@ -283,7 +285,7 @@ func TestOCILayoutDestinationStaysInside(t *testing.T) {
 			assert.Check(t, is.DeepEqual(snapshot(t, outside), before), "written outside the layout")
 			assert.Check(t, is.Len(reg.requests(), 0), "something was sent to the registry")
 			assert.Check(t, !fileExists(opts.ReportPath))
-			assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 			assertOneLine(t, err, "-oci-layout", dir, tc.want)
 		})
 	}
@@ -402,7 +404,7 @@ func TestDockerArchiveStaysInside(t *testing.T) {
 			p := filepath.Join(t.TempDir(), fmt.Sprintf("case%d.tar", i))
 			writeHostileTar(t, p, tc.entries)
 			_, err := Open(ctx, Source{Transport: TransportDockerArchive, Path: p})
-			assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 			assertOneLine(t, err, p, tc.want)
 		})
 	}
@@ -593,7 +595,7 @@ func TestReportPathSymlinks(t *testing.T) {
 		opts := testOptions(t, img, reg.ref("app:1"))
 		opts.ReportPath = p
 		_, err := Run(ctx, opts)
-		assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+		assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 		assertOneLine(t, err, "-report "+p, "is a directory")
 		assert.Check(t, is.Len(reg.requests(), 0))
 		assert.DeepEqual(t, snapshot(t, outside), map[string]string{".": "dir " + mustMode(t, outside)})

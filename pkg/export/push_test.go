@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"gotest.tools/v3/assert"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/insecure"
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/test/distribution"
@@ -246,7 +247,7 @@ func TestRunVerify(t *testing.T) {
 		assert.ErrorContains(t, err, reg.ref("app:v1"))
 		assert.ErrorContains(t, err, "expected "+digestOf(t, img))
 		assert.ErrorContains(t, err, "registry returned sha256:000000")
-		assert.Assert(t, !errors.Is(err, ErrBadInput))
+		assert.Assert(t, !errors.Is(err, badinput.Err))
 		assert.Assert(t, !fileExists(opts.ReportPath))
 	})
 

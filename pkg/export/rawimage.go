@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // Images of the sources that may hold their layers uncompressed: a
@@ -82,7 +84,7 @@ func (l *rawLayer) prepare() error {
 		}
 		if l.held == "" && blob.diffID != l.diffID {
 			os.Remove(blob.file)
-			l.err = inputErrorf("%s: its content has digest %s, the image config says %s (corrupted archive?)", l.what, blob.diffID, l.diffID)
+			l.err = badinput.Errorf("%s: its content has digest %s, the image config says %s (corrupted archive?)", l.what, blob.diffID, l.diffID)
 			return
 		}
 		l.blob = blob

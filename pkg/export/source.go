@@ -27,6 +27,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/client"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // knownTransports is listed in error messages, in this order.
@@ -81,22 +83,22 @@ func isDigest(s string) bool {
 // DIR and FILE may contain ':'; when the value is ambiguous, the split whose
 // path exists wins, else the first ':' separates path and reference (as
 // skopeo does). For oci, Source.Ref holds the tag, or the digest without '@'.
-// Errors wrap ErrBadInput.
+// Errors wrap badinput.Err.
 func ParseSource(s string) (Source, error) {
 	if s == "" {
-		return Source{}, inputErrorf("-source is empty (want %s or a path)", knownTransports)
+		return Source{}, badinput.Errorf("-source is empty (want %s or a path)", knownTransports)
 	}
 	switch {
 	case strings.HasPrefix(s, "docker://"):
 		ref := strings.TrimPrefix(s, "docker://")
 		if err := checkReference(ref); err != nil {
-			return Source{}, inputErrorf("-source %q: %w", s, err)
+			return Source{}, badinput.Errorf("-source %q: %w", s, err)
 		}
 		return Source{Transport: TransportRemote, Ref: ref}, nil
 	case strings.HasPrefix(s, "docker-daemon:"):
 		ref := strings.TrimPrefix(s, "docker-daemon:")
 		if err := checkReference(ref); err != nil {
-			return Source{}, inputErrorf("-source %q: %w", s, err)
+			return Source{}, badinput.Errorf("-source %q: %w", s, err)
 		}
 		return Source{Transport: TransportDaemon, Ref: ref}, nil
 	case strings.HasPrefix(s, "oci:"):
@@ -135,18 +137,18 @@ func parseOCISource(s, rest string) (Source, error) {
 	if i := strings.LastIndex(rest, "@"); i >= 0 {
 		if h, err := v1.NewHash(rest[i+1:]); err == nil {
 			if rest[:i] == "" {
-				return Source{}, inputErrorf("-source %q: missing layout directory before '@'", s)
+				return Source{}, badinput.Errorf("-source %q: missing layout directory before '@'", s)
 			}
 			return Source{Transport: TransportOCI, Path: rest[:i], Ref: h.String()}, nil
 		}
 	}
 	p, ref, split := splitPathRef(rest, isDir)
 	if p == "" {
-		return Source{}, inputErrorf("-source %q: missing layout directory (want oci:DIR[:TAG|@DIGEST])", s)
+		return Source{}, badinput.Errorf("-source %q: missing layout directory (want oci:DIR[:TAG|@DIGEST])", s)
 	}
 	if split {
 		if err := checkOCITag(ref); err != nil {
-			return Source{}, inputErrorf("-source %q: %w", s, err)
+			return Source{}, badinput.Errorf("-source %q: %w", s, err)
 		}
 	}
 	return Source{Transport: TransportOCI, Path: p, Ref: ref}, nil
@@ -162,14 +164,14 @@ func parseArchiveSource(s, rest string) (Source, error) {
 		}
 	}
 	if p == "" {
-		return Source{}, inputErrorf("-source %q: missing file (want docker-archive:FILE[:REF])", s)
+		return Source{}, badinput.Errorf("-source %q: missing file (want docker-archive:FILE[:REF])", s)
 	}
 	if split {
 		if ref == "" {
-			return Source{}, inputErrorf("-source %q: empty reference after ':'", s)
+			return Source{}, badinput.Errorf("-source %q: empty reference after ':'", s)
 		}
 		if _, err := name.NewTag(ref); err != nil {
-			return Source{}, inputErrorf("-source %q: invalid image reference %q (want a tag): %w", s, ref, err)
+			return Source{}, badinput.Errorf("-source %q: invalid image reference %q (want a tag): %w", s, ref, err)
 		}
 	}
 	return Source{Transport: TransportDockerArchive, Path: p, Ref: ref}, nil
@@ -212,22 +214,22 @@ func detectSource(s string) (Source, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		if m := transportScheme.FindStringSubmatch(s); m != nil {
 			if m[1] == "docker" {
-				return Source{}, inputErrorf("-source %q: the docker transport is written docker://REF", s)
+				return Source{}, badinput.Errorf("-source %q: the docker transport is written docker://REF", s)
 			}
-			return Source{}, inputErrorf("-source %q: unknown transport %q (want %s)", s, m[1], knownTransports)
+			return Source{}, badinput.Errorf("-source %q: unknown transport %q (want %s)", s, m[1], knownTransports)
 		}
-		return Source{}, inputErrorf("-source %q: %s does not exist", s, s)
+		return Source{}, badinput.Errorf("-source %q: %s does not exist", s, s)
 	case err != nil:
-		return Source{}, inputErrorf("-source %q: %w", s, err)
+		return Source{}, badinput.Errorf("-source %q: %w", s, err)
 	case fi.IsDir():
 		if _, err := os.Stat(filepath.Join(s, "oci-layout")); err != nil {
-			return Source{}, inputErrorf("-source %q: directory %s is not an OCI image layout (no oci-layout file)", s, s)
+			return Source{}, badinput.Errorf("-source %q: directory %s is not an OCI image layout (no oci-layout file)", s, s)
 		}
 		return Source{Transport: TransportOCI, Path: s}, nil
 	case fi.Mode().IsRegular():
 		return Source{Transport: TransportDockerArchive, Path: s}, nil
 	}
-	return Source{}, inputErrorf("-source %q: %s is neither a directory nor a regular file (%s)", s, s, fi.Mode().Type())
+	return Source{}, badinput.Errorf("-source %q: %s is neither a directory nor a regular file (%s)", s, s, fi.Mode().Type())
 }
 
 // SourceOption configures Open.
@@ -286,7 +288,7 @@ func WithDaemonOptions(opts ...daemon.Option) SourceOption {
 // Open resolves src to a v1.Image or a v1.ImageIndex. Layers are not read:
 // destinations stream them when they write. What is cheap is checked here
 // (the manifest or index parses, the config is readable, layout blobs exist),
-// so that a source that is not an image fails with ErrBadInput before
+// so that a source that is not an image fails with badinput.Err before
 // anything is written anywhere.
 //
 // An OCI layout whose index.json holds one manifest (or one selected by tag
@@ -315,7 +317,7 @@ func Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, erro
 	case TransportRemote:
 		a, err = openRemote(ctx, src, o)
 	default:
-		err = inputErrorf("unknown transport %q (want %s)", src.Transport, knownTransports)
+		err = badinput.Errorf("unknown transport %q (want %s)", src.Transport, knownTransports)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("-source %s: %w", src, err)
@@ -329,27 +331,27 @@ func openLayout(src Source) (Artifact, error) {
 	dir := src.Path
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, inputErrorf("%s does not exist", dir)
+		return nil, badinput.Errorf("%s does not exist", dir)
 	}
 	if err != nil {
-		return nil, inputErrorf("%w", err)
+		return nil, badinput.Errorf("%w", err)
 	}
 	if !fi.IsDir() {
-		return nil, inputErrorf("%s is not a directory (an OCI image layout is one)", dir)
+		return nil, badinput.Errorf("%s is not a directory (an OCI image layout is one)", dir)
 	}
 	if err := checkOCILayoutFile(dir); err != nil {
 		return nil, err
 	}
 	if err := checkLayoutTree(dir, false); err != nil {
-		return nil, inputErrorf("%w", err)
+		return nil, badinput.Errorf("%w", err)
 	}
 	indexPath := filepath.Join(dir, "index.json")
 	raw, err := readMetadata(indexPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, inputErrorf("%s does not exist: %s is not an OCI image layout", indexPath, dir)
+		return nil, badinput.Errorf("%s does not exist: %s is not an OCI image layout", indexPath, dir)
 	}
 	if err != nil {
-		return nil, inputErrorf("%w", err)
+		return nil, badinput.Errorf("%w", err)
 	}
 	im, err := parseIndex(indexPath, raw)
 	if err != nil {
@@ -373,7 +375,7 @@ func openLayout(src Source) (Artifact, error) {
 			}
 		}
 		if desc == nil {
-			return nil, inputErrorf("%s holds no manifest %s (it holds %s)", indexPath, src.Ref, describeManifests(im.Manifests))
+			return nil, badinput.Errorf("%s holds no manifest %s (it holds %s)", indexPath, src.Ref, describeManifests(im.Manifests))
 		}
 	case src.Ref != "":
 		desc, err = findByRefName(indexPath, im.Manifests, src.Ref)
@@ -383,7 +385,7 @@ func openLayout(src Source) (Artifact, error) {
 	default:
 		switch distinct := distinctDigests(im.Manifests); distinct {
 		case 0:
-			return nil, inputErrorf("%s holds no manifests", indexPath)
+			return nil, badinput.Errorf("%s holds no manifests", indexPath)
 		case 1:
 			desc = &im.Manifests[0]
 		default:
@@ -414,22 +416,22 @@ func checkOCILayoutFile(dir string) error {
 		// Some tools write index.json alone; accept that, but say nothing
 		// when the directory is no layout at all: the error says it.
 		if _, err := os.Lstat(filepath.Join(dir, "index.json")); err != nil {
-			return inputErrorf("%s is not an OCI image layout: it has neither oci-layout nor index.json", dir)
+			return badinput.Errorf("%s is not an OCI image layout: it has neither oci-layout nor index.json", dir)
 		}
 		slog.Warn("OCI image layout has no oci-layout file; reading index.json anyway", "dir", dir)
 		return nil
 	}
 	if err != nil {
-		return inputErrorf("%w", err)
+		return badinput.Errorf("%w", err)
 	}
 	var l struct {
 		ImageLayoutVersion string `json:"imageLayoutVersion"`
 	}
 	if err := json.Unmarshal(raw, &l); err != nil {
-		return inputErrorf("%s", jsonError(p, raw, err))
+		return badinput.Errorf("%s", jsonError(p, raw, err))
 	}
 	if l.ImageLayoutVersion == "" {
-		return inputErrorf("%s: no imageLayoutVersion", p)
+		return badinput.Errorf("%s: no imageLayoutVersion", p)
 	}
 	return nil
 }
@@ -453,17 +455,17 @@ func readMetadata(p string) ([]byte, error) {
 func parseIndex(p string, raw []byte) (*v1.IndexManifest, error) {
 	var im v1.IndexManifest
 	if err := json.Unmarshal(raw, &im); err != nil {
-		return nil, inputErrorf("%s", jsonError(p, raw, err))
+		return nil, badinput.Errorf("%s", jsonError(p, raw, err))
 	}
 	if im.SchemaVersion != 2 {
-		return nil, inputErrorf("%s: schemaVersion %d, want 2", p, im.SchemaVersion)
+		return nil, badinput.Errorf("%s: schemaVersion %d, want 2", p, im.SchemaVersion)
 	}
 	if im.MediaType != "" && !im.MediaType.IsIndex() {
-		return nil, inputErrorf("%s: mediaType %s is not an image index", p, im.MediaType)
+		return nil, badinput.Errorf("%s: mediaType %s is not an image index", p, im.MediaType)
 	}
 	for i, d := range im.Manifests {
 		if err := checkBlobDigest(d.Digest); err != nil {
-			return nil, inputErrorf("%s: manifests[%d]: %w", p, i, err)
+			return nil, badinput.Errorf("%s: manifests[%d]: %w", p, i, err)
 		}
 	}
 	return &im, nil
@@ -561,14 +563,14 @@ func findByRefName(indexPath string, ds []v1.Descriptor, tag string) (*v1.Descri
 	}
 	if len(matches) == 0 {
 		if len(names) == 0 {
-			return nil, inputErrorf("%s: no manifest is tagged %q (none has an %s annotation)", indexPath, tag, v1RefName)
+			return nil, badinput.Errorf("%s: no manifest is tagged %q (none has an %s annotation)", indexPath, tag, v1RefName)
 		}
-		return nil, inputErrorf("%s: no manifest is tagged %q (tags: %s)", indexPath, tag, strings.Join(names, ", "))
+		return nil, badinput.Errorf("%s: no manifest is tagged %q (tags: %s)", indexPath, tag, strings.Join(names, ", "))
 	}
 	first := ds[matches[0]]
 	for _, i := range matches[1:] {
 		if ds[i].Digest != first.Digest {
-			return nil, inputErrorf("%s: tag %q names several manifests (%s, %s)", indexPath, tag, first.Digest, ds[i].Digest)
+			return nil, badinput.Errorf("%s: tag %q names several manifests (%s, %s)", indexPath, tag, first.Digest, ds[i].Digest)
 		}
 	}
 	return &first, nil
@@ -582,9 +584,9 @@ func childArtifact(idx v1.ImageIndex, d v1.Descriptor) (Artifact, error) {
 	case d.MediaType.IsIndex():
 		return idx.ImageIndex(d.Digest)
 	case d.MediaType.IsSchema1():
-		return nil, inputErrorf("manifest %s is Docker schema 1, which is not supported", d.Digest)
+		return nil, badinput.Errorf("manifest %s is Docker schema 1, which is not supported", d.Digest)
 	}
-	return nil, inputErrorf("manifest %s has media type %q, not an image or an index", d.Digest, d.MediaType)
+	return nil, badinput.Errorf("manifest %s has media type %q, not an image or an index", d.Digest, d.MediaType)
 }
 
 // blobCheck checks that a blob a manifest refers to is present and, when
@@ -599,24 +601,24 @@ type blobCheck func(d v1.Descriptor, maxSize int64) error
 func layoutBlobCheck(lp layout.Path) blobCheck {
 	return func(d v1.Descriptor, maxSize int64) error {
 		if err := checkBlobDigest(d.Digest); err != nil {
-			return inputErrorf("%w", err)
+			return badinput.Errorf("%w", err)
 		}
 		p := filepath.Join(string(lp), "blobs", d.Digest.Algorithm, d.Digest.Hex)
 		fi, err := os.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
-			return inputErrorf("blob %s is missing: %s does not exist", d.Digest, p)
+			return badinput.Errorf("blob %s is missing: %s does not exist", d.Digest, p)
 		}
 		if err != nil {
-			return inputErrorf("blob %s: %w", d.Digest, err)
+			return badinput.Errorf("blob %s: %w", d.Digest, err)
 		}
 		if !fi.Mode().IsRegular() {
-			return inputErrorf("blob %s: %s is not a regular file (%s)", d.Digest, p, fileType(fi.Mode()))
+			return badinput.Errorf("blob %s: %s is not a regular file (%s)", d.Digest, p, fileType(fi.Mode()))
 		}
 		if d.Size > 0 && fi.Size() != d.Size {
-			return inputErrorf("blob %s: %s is %d bytes, its descriptor says %d", d.Digest, p, fi.Size(), d.Size)
+			return badinput.Errorf("blob %s: %s is %d bytes, its descriptor says %d", d.Digest, p, fi.Size(), d.Size)
 		}
 		if maxSize > 0 && fi.Size() > maxSize {
-			return inputErrorf("blob %s: %s is %d bytes, more than the %d allowed for a manifest or config", d.Digest, p, fi.Size(), maxSize)
+			return badinput.Errorf("blob %s: %s is %d bytes, more than the %d allowed for a manifest or config", d.Digest, p, fi.Size(), maxSize)
 		}
 		return nil
 	}
@@ -679,7 +681,7 @@ func validateArtifact(a Artifact, d v1.Descriptor, check blobCheck, depth int) e
 	}
 	raw, err := a.RawManifest()
 	if err != nil {
-		return inputErrorf("manifest %s: %w", d.Digest, err)
+		return badinput.Errorf("manifest %s: %w", d.Digest, err)
 	}
 	if d.Digest != (v1.Hash{}) {
 		h, n, err := v1.SHA256(bytes.NewReader(raw))
@@ -687,10 +689,10 @@ func validateArtifact(a Artifact, d v1.Descriptor, check blobCheck, depth int) e
 			return err
 		}
 		if d.Digest.Algorithm == "sha256" && h != d.Digest {
-			return inputErrorf("manifest %s: content has digest %s (corrupted blob)", d.Digest, h)
+			return badinput.Errorf("manifest %s: content has digest %s (corrupted blob)", d.Digest, h)
 		}
 		if d.Size > 0 && n != d.Size {
-			return inputErrorf("manifest %s: %d bytes, its descriptor says %d", d.Digest, n, d.Size)
+			return badinput.Errorf("manifest %s: %d bytes, its descriptor says %d", d.Digest, n, d.Size)
 		}
 	}
 	switch a := a.(type) {
@@ -699,13 +701,13 @@ func validateArtifact(a Artifact, d v1.Descriptor, check blobCheck, depth int) e
 	case v1.ImageIndex:
 		return validateIndex(a, check, depth+1)
 	}
-	return inputErrorf("manifest %s is neither an image nor an index", d.Digest)
+	return badinput.Errorf("manifest %s is neither an image nor an index", d.Digest)
 }
 
 func validateImage(img v1.Image, d v1.Descriptor, check blobCheck) error {
 	m, err := img.Manifest()
 	if err != nil {
-		return inputErrorf("manifest %s: %w", d.Digest, err)
+		return badinput.Errorf("manifest %s: %w", d.Digest, err)
 	}
 	if check != nil {
 		if err := check(m.Config, maxMetadataBytes); err != nil {
@@ -714,15 +716,15 @@ func validateImage(img v1.Image, d v1.Descriptor, check blobCheck) error {
 	}
 	rawCfg, err := img.RawConfigFile()
 	if err != nil {
-		return inputErrorf("manifest %s: config %s: %w", d.Digest, m.Config.Digest, err)
+		return badinput.Errorf("manifest %s: config %s: %w", d.Digest, m.Config.Digest, err)
 	}
 	if m.Config.Digest.Algorithm == "sha256" {
 		if h, _, _ := v1.SHA256(bytes.NewReader(rawCfg)); h != m.Config.Digest {
-			return inputErrorf("manifest %s: config %s: content has digest %s (corrupted blob)", d.Digest, m.Config.Digest, h)
+			return badinput.Errorf("manifest %s: config %s: content has digest %s (corrupted blob)", d.Digest, m.Config.Digest, h)
 		}
 	}
 	if _, err := v1.ParseConfigFile(bytes.NewReader(rawCfg)); err != nil {
-		return inputErrorf("manifest %s: config %s is not an image config: %w", d.Digest, m.Config.Digest, err)
+		return badinput.Errorf("manifest %s: config %s is not an image config: %w", d.Digest, m.Config.Digest, err)
 	}
 	if check != nil {
 		for i, l := range m.Layers {
@@ -739,11 +741,11 @@ func validateImage(img v1.Image, d v1.Descriptor, check blobCheck) error {
 
 func validateIndex(idx v1.ImageIndex, check blobCheck, depth int) error {
 	if depth > maxIndexDepth {
-		return inputErrorf("indexes nested more than %d deep", maxIndexDepth)
+		return badinput.Errorf("indexes nested more than %d deep", maxIndexDepth)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return inputErrorf("index: %w", err)
+		return badinput.Errorf("index: %w", err)
 	}
 	for _, d := range im.Manifests {
 		if !d.MediaType.IsImage() && !d.MediaType.IsIndex() {
@@ -777,13 +779,13 @@ func openArchive(src Source, o sourceOptions) (Artifact, error) {
 	p := src.Path
 	fi, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, inputErrorf("%s does not exist", p)
+		return nil, badinput.Errorf("%s does not exist", p)
 	}
 	if err != nil {
-		return nil, inputErrorf("%w", err)
+		return nil, badinput.Errorf("%w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, inputErrorf("%s is not a regular file (a docker-archive is a tarball)", p)
+		return nil, badinput.Errorf("%s is not a regular file (a docker-archive is a tarball)", p)
 	}
 	manifest, entries, err := scanArchive(p)
 	if err != nil {
@@ -793,14 +795,14 @@ func openArchive(src Source, o sourceOptions) (Artifact, error) {
 	if src.Ref != "" {
 		t, err := name.NewTag(src.Ref)
 		if err != nil {
-			return nil, inputErrorf("reference %q: %w", src.Ref, err)
+			return nil, badinput.Errorf("reference %q: %w", src.Ref, err)
 		}
 		tag = &t
 		if !archiveHasTag(manifest, t) {
-			return nil, inputErrorf("%s holds no image tagged %s (tags: %s)", p, src.Ref, archiveTags(manifest))
+			return nil, badinput.Errorf("%s holds no image tagged %s (tags: %s)", p, src.Ref, archiveTags(manifest))
 		}
 	} else if len(manifest) != 1 {
-		return nil, inputErrorf("%s holds %d images; pick one with docker-archive:%s:REF (tags: %s)", p, len(manifest), p, archiveTags(manifest))
+		return nil, badinput.Errorf("%s holds %d images; pick one with docker-archive:%s:REF (tags: %s)", p, len(manifest), p, archiveTags(manifest))
 	}
 	d := archiveImage(manifest, tag)
 	if len(d.LayerSources) > 0 {
@@ -808,10 +810,10 @@ func openArchive(src Source, o sourceOptions) (Artifact, error) {
 		// tarball image knows their descriptors.
 		img, err := tarball.ImageFromPath(p, tag)
 		if err != nil {
-			return nil, inputErrorf("%s: %w", p, err)
+			return nil, badinput.Errorf("%s: %w", p, err)
 		}
 		if _, err := img.ConfigFile(); err != nil {
-			return nil, inputErrorf("%s: image config %s: %w", p, d.Config, err)
+			return nil, badinput.Errorf("%s: image config %s: %w", p, d.Config, err)
 		}
 		return img, nil
 	}
@@ -840,13 +842,13 @@ func archiveImage(m tarball.Manifest, t *name.Tag) tarball.Descriptor {
 func archiveRawImage(p string, d tarball.Descriptor, entries archiveEntries, o sourceOptions) (Artifact, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, inputErrorf("%w", err)
+		return nil, badinput.Errorf("%w", err)
 	}
 	defer f.Close()
 	section := func(name string) (archiveEntry, *io.SectionReader, error) {
 		e, err := entries.resolve(name)
 		if err != nil {
-			return e, nil, inputErrorf("%s: %w", p, err)
+			return e, nil, badinput.Errorf("%s: %w", p, err)
 		}
 		return e, io.NewSectionReader(f, e.offset, e.size), nil
 	}
@@ -855,18 +857,18 @@ func archiveRawImage(p string, d tarball.Descriptor, entries archiveEntries, o s
 		return nil, err
 	}
 	if ce.size > maxMetadataBytes {
-		return nil, inputErrorf("%s: image config %s is %d bytes, more than the %d allowed", p, d.Config, ce.size, maxMetadataBytes)
+		return nil, badinput.Errorf("%s: image config %s is %d bytes, more than the %d allowed", p, d.Config, ce.size, maxMetadataBytes)
 	}
 	rawCfg, err := io.ReadAll(cr)
 	if err != nil {
-		return nil, inputErrorf("%s: image config %s: %w", p, d.Config, err)
+		return nil, badinput.Errorf("%s: image config %s: %w", p, d.Config, err)
 	}
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawCfg))
 	if err != nil {
-		return nil, inputErrorf("%s: image config %s: %w", p, d.Config, err)
+		return nil, badinput.Errorf("%s: image config %s: %w", p, d.Config, err)
 	}
 	if len(cfg.RootFS.DiffIDs) != len(d.Layers) {
-		return nil, inputErrorf("%s: image config %s lists %d layers, manifest.json %d", p, d.Config, len(cfg.RootFS.DiffIDs), len(d.Layers))
+		return nil, badinput.Errorf("%s: image config %s lists %d layers, manifest.json %d", p, d.Config, len(cfg.RootFS.DiffIDs), len(d.Layers))
 	}
 	layers := make([]*rawLayer, len(d.Layers))
 	for i, lp := range d.Layers {
@@ -952,12 +954,12 @@ func linkTarget(clean string, hdr *tar.Header) (string, error) {
 func scanArchive(p string) (tarball.Manifest, archiveEntries, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, nil, inputErrorf("%w", err)
+		return nil, nil, badinput.Errorf("%w", err)
 	}
 	defer f.Close()
 	var magic [2]byte
 	if n, _ := io.ReadFull(f, magic[:]); n == 2 && magic == [2]byte{0x1f, 0x8b} {
-		return nil, nil, inputErrorf("%s is gzip-compressed; a docker-archive is a plain tar (gunzip it first)", p)
+		return nil, nil, badinput.Errorf("%s is gzip-compressed; a docker-archive is a plain tar (gunzip it first)", p)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, nil, err
@@ -972,19 +974,19 @@ func scanArchive(p string) (tarball.Manifest, archiveEntries, error) {
 		}
 		if err != nil {
 			if n == 0 {
-				return nil, nil, inputErrorf("%s is not a tar archive: %v", p, err)
+				return nil, nil, badinput.Errorf("%s is not a tar archive: %v", p, err)
 			}
-			return nil, nil, inputErrorf("%s: tar entry %d: %v", p, n+1, err)
+			return nil, nil, badinput.Errorf("%s: tar entry %d: %v", p, n+1, err)
 		}
 		clean, ok := archivePath(hdr.Name)
 		if !ok {
-			return nil, nil, inputErrorf("%s: tar entry %q escapes the archive", p, hdr.Name)
+			return nil, nil, badinput.Errorf("%s: tar entry %q escapes the archive", p, hdr.Name)
 		}
 		var e archiveEntry
 		switch hdr.Typeflag {
 		case tar.TypeSymlink, tar.TypeLink:
 			if e.link, err = linkTarget(clean, hdr); err != nil {
-				return nil, nil, inputErrorf("%s: %w", p, err)
+				return nil, nil, badinput.Errorf("%s: %w", p, err)
 			}
 		case tar.TypeReg:
 			// After the header, the file offset is where the content starts.
@@ -996,31 +998,31 @@ func scanArchive(p string) (tarball.Manifest, archiveEntries, error) {
 		entries[clean] = e
 		if clean == "manifest.json" && hdr.Typeflag == tar.TypeReg {
 			if hdr.Size > maxMetadataBytes {
-				return nil, nil, inputErrorf("%s: manifest.json is %d bytes, more than the %d allowed", p, hdr.Size, maxMetadataBytes)
+				return nil, nil, badinput.Errorf("%s: manifest.json is %d bytes, more than the %d allowed", p, hdr.Size, maxMetadataBytes)
 			}
 			if raw, err = io.ReadAll(tr); err != nil {
-				return nil, nil, inputErrorf("%s: manifest.json: %v", p, err)
+				return nil, nil, badinput.Errorf("%s: manifest.json: %v", p, err)
 			}
 		}
 	}
 	if raw == nil {
-		return nil, nil, inputErrorf("%s is not a docker-archive (no manifest.json)", p)
+		return nil, nil, badinput.Errorf("%s is not a docker-archive (no manifest.json)", p)
 	}
 	var m tarball.Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, nil, inputErrorf("%s", jsonError(p+"!manifest.json", raw, err))
+		return nil, nil, badinput.Errorf("%s", jsonError(p+"!manifest.json", raw, err))
 	}
 	if len(m) == 0 {
-		return nil, nil, inputErrorf("%s: manifest.json lists no images", p)
+		return nil, nil, badinput.Errorf("%s: manifest.json lists no images", p)
 	}
 	for i, d := range m {
 		for _, f := range append([]string{d.Config}, d.Layers...) {
 			clean, ok := archivePath(f)
 			if !ok || f == "" {
-				return nil, nil, inputErrorf("%s: manifest.json image %d names %q, outside the archive", p, i, f)
+				return nil, nil, badinput.Errorf("%s: manifest.json image %d names %q, outside the archive", p, i, f)
 			}
 			if _, ok := entries[clean]; !ok {
-				return nil, nil, inputErrorf("%s: manifest.json image %d names %q, which the archive does not hold", p, i, f)
+				return nil, nil, badinput.Errorf("%s: manifest.json image %d names %q, which the archive does not hold", p, i, f)
 			}
 		}
 	}
@@ -1067,13 +1069,13 @@ func archiveTags(m tarball.Manifest) string {
 func openDaemon(ctx context.Context, src Source, o sourceOptions) (Artifact, error) {
 	ref, err := name.ParseReference(src.Ref, o.name...)
 	if err != nil {
-		return nil, inputErrorf("reference %q: %w", src.Ref, err)
+		return nil, badinput.Errorf("reference %q: %w", src.Ref, err)
 	}
 	opts := append([]daemon.Option{daemon.WithContext(ctx), daemon.WithUnbufferedOpener()}, o.daemon...)
 	img, err := daemon.Image(ref, opts...)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, inputErrorf("the Docker daemon has no image %s: %w", ref, err)
+			return nil, badinput.Errorf("the Docker daemon has no image %s: %w", ref, err)
 		}
 		return nil, fmt.Errorf("docker daemon: %w", err)
 	}
@@ -1087,7 +1089,7 @@ func openDaemon(ctx context.Context, src Source, o sourceOptions) (Artifact, err
 func openDaemonSaved(ctx context.Context, src Source, o sourceOptions) (Artifact, error) {
 	ref, err := name.ParseReference(src.Ref, o.name...)
 	if err != nil {
-		return nil, inputErrorf("reference %q: %w", src.Ref, err)
+		return nil, badinput.Errorf("reference %q: %w", src.Ref, err)
 	}
 	return openDaemonStream(ctx, ref, o)
 }
@@ -1107,13 +1109,13 @@ func isNotFound(err error) bool {
 func openRemote(ctx context.Context, src Source, o sourceOptions) (Artifact, error) {
 	ref, err := name.ParseReference(src.Ref, o.name...)
 	if err != nil {
-		return nil, inputErrorf("reference %q: %w", src.Ref, err)
+		return nil, badinput.Errorf("reference %q: %w", src.Ref, err)
 	}
 	opts := append([]remote.Option{remote.WithContext(ctx)}, o.remote...)
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {
 		if isRegistryNotFound(err) {
-			return nil, inputErrorf("%s not found in the registry: %w", ref, err)
+			return nil, badinput.Errorf("%s not found in the registry: %w", ref, err)
 		}
 		return nil, err
 	}
@@ -1125,7 +1127,7 @@ func openRemote(ctx context.Context, src Source, o sourceOptions) (Artifact, err
 			return nil, err
 		}
 		if _, err := idx.IndexManifest(); err != nil {
-			return nil, inputErrorf("%s: index: %w", ref, err)
+			return nil, badinput.Errorf("%s: index: %w", ref, err)
 		}
 		a = idx
 	case mt.IsImage():
@@ -1138,9 +1140,9 @@ func openRemote(ctx context.Context, src Source, o sourceOptions) (Artifact, err
 		}
 		a = img
 	case mt.IsSchema1():
-		return nil, inputErrorf("%s is a Docker schema 1 manifest, which is not supported", ref)
+		return nil, badinput.Errorf("%s is a Docker schema 1 manifest, which is not supported", ref)
 	default:
-		return nil, inputErrorf("%s has media type %q, not an image or an index", ref, mt)
+		return nil, badinput.Errorf("%s has media type %q, not an image or an index", ref, mt)
 	}
 	return a, nil
 }
@@ -1164,10 +1166,10 @@ func isRegistryNotFound(err error) bool {
 func ParsePlatform(s string) (*v1.Platform, error) {
 	p, err := v1.ParsePlatform(s)
 	if err != nil {
-		return nil, inputErrorf("-platform %q: %w", s, err)
+		return nil, badinput.Errorf("-platform %q: %w", s, err)
 	}
 	if p.OS == "" || p.Architecture == "" {
-		return nil, inputErrorf("-platform %q: want OS/ARCH[/VARIANT], e.g. linux/amd64", s)
+		return nil, badinput.Errorf("-platform %q: want OS/ARCH[/VARIANT], e.g. linux/amd64", s)
 	}
 	return p, nil
 }
@@ -1175,7 +1177,7 @@ func ParsePlatform(s string) (*v1.Platform, error) {
 // SelectPlatform picks from an index the image built for p (os/arch and,
 // when given, variant and os.version; arm64's variant v8 is its default). An
 // image is returned as it is if its config's platform matches. A nil p
-// returns a unchanged. No match is an ErrBadInput error listing what there is.
+// returns a unchanged. No match is an badinput.Err error listing what there is.
 func SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error) {
 	if p == nil {
 		return a, nil
@@ -1189,9 +1191,9 @@ func SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error) {
 		}
 		if img == nil {
 			if len(avail) == 0 {
-				return nil, inputErrorf("-platform %s: the index lists no platforms", p)
+				return nil, badinput.Errorf("-platform %s: the index lists no platforms", p)
 			}
-			return nil, inputErrorf("-platform %s: not in the index (available: %s)", p, strings.Join(avail, ", "))
+			return nil, badinput.Errorf("-platform %s: not in the index (available: %s)", p, strings.Join(avail, ", "))
 		}
 		return img, nil
 	case v1.Image:
@@ -1205,7 +1207,7 @@ func SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error) {
 			return a, nil
 		}
 		if !platformMatches(have, *p) {
-			return nil, inputErrorf("-platform %s: the image is %s", p, have.String())
+			return nil, badinput.Errorf("-platform %s: the image is %s", p, have.String())
 		}
 		return a, nil
 	}
@@ -1214,7 +1216,7 @@ func SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error) {
 
 func selectFromIndex(idx v1.ImageIndex, want v1.Platform, avail *[]string, depth int) (v1.Image, error) {
 	if depth > maxIndexDepth {
-		return nil, inputErrorf("indexes nested more than %d deep", maxIndexDepth)
+		return nil, badinput.Errorf("indexes nested more than %d deep", maxIndexDepth)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
@@ -1263,7 +1265,7 @@ func selectFromIndex(idx v1.ImageIndex, want v1.Platform, avail *[]string, depth
 			for _, d := range matches {
 				names = append(names, d.Platform.String())
 			}
-			return nil, inputErrorf("-platform %s: several images match (%s); name the variant", want.String(), strings.Join(names, ", "))
+			return nil, badinput.Errorf("-platform %s: several images match (%s); name the variant", want.String(), strings.Join(names, ", "))
 		}
 		matches[0] = matches[exact]
 	}

@@ -30,6 +30,8 @@ import (
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 const srcTestDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -153,9 +155,9 @@ func TestParseSource(t *testing.T) {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseSource(tc.in)
 			if tc.wantErr != "" {
-				assert.ErrorIs(t, err, ErrBadInput)
+				assert.ErrorIs(t, err, badinput.Err)
 				assert.ErrorContains(t, err, tc.wantErr)
-				assert.Check(t, !strings.Contains(err.Error(), "bad input"), "ErrBadInput's own text leaks into %q", err)
+				assert.Check(t, !strings.Contains(err.Error(), "bad input"), "badinput.Err's own text leaks into %q", err)
 				return
 			}
 			assert.NilError(t, err)
@@ -180,8 +182,8 @@ func FuzzParseSource(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		src, err := ParseSource(s)
 		if err != nil {
-			if !errors.Is(err, ErrBadInput) {
-				t.Fatalf("ParseSource(%q): error %q does not wrap ErrBadInput", s, err)
+			if !errors.Is(err, badinput.Err) {
+				t.Fatalf("ParseSource(%q): error %q does not wrap badinput.Err", s, err)
 			}
 			return
 		}
@@ -368,7 +370,7 @@ func TestOpenLayoutErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, ref := tc.setup(t)
 			_, err := Open(ctx, Source{Transport: TransportOCI, Path: dir, Ref: ref})
-			assert.ErrorIs(t, err, ErrBadInput)
+			assert.ErrorIs(t, err, badinput.Err)
 			assert.ErrorContains(t, err, tc.wantErr)
 			assert.ErrorContains(t, err, dir) // errors name the path
 		})
@@ -498,7 +500,7 @@ func TestOpenArchive(t *testing.T) {
 			p := filepath.Join(dir, fmt.Sprintf("case%d.tar", i))
 			tc.setup(p)
 			_, err := Open(ctx, Source{Transport: TransportDockerArchive, Path: p, Ref: tc.ref})
-			assert.ErrorIs(t, err, ErrBadInput)
+			assert.ErrorIs(t, err, badinput.Err)
 			assert.ErrorContains(t, err, tc.wantErr)
 			assert.ErrorContains(t, err, p)
 		})
@@ -565,7 +567,7 @@ func TestOpenDaemon(t *testing.T) {
 
 	t.Run("missing image", func(t *testing.T) {
 		_, err := Open(ctx, Source{Transport: TransportDaemon, Ref: "exportreport-test/no-such-image:never"}, WithDaemonOptions(daemon.WithClient(c)))
-		assert.ErrorIs(t, err, ErrBadInput)
+		assert.ErrorIs(t, err, badinput.Err)
 		assert.ErrorContains(t, err, "the Docker daemon has no image")
 	})
 }
@@ -616,7 +618,7 @@ func TestOpenRemote(t *testing.T) {
 
 	t.Run("missing tag", func(t *testing.T) {
 		_, err := Open(ctx, Source{Transport: TransportRemote, Ref: host + "/team/app:nope"}, WithNameOptions(name.Insecure))
-		assert.ErrorIs(t, err, ErrBadInput)
+		assert.ErrorIs(t, err, badinput.Err)
 		assert.ErrorContains(t, err, "not found in the registry")
 	})
 	t.Run("registry down is not bad input", func(t *testing.T) {
@@ -626,7 +628,7 @@ func TestOpenRemote(t *testing.T) {
 		_, err := Open(ctx, Source{Transport: TransportRemote, Ref: downHost + "/a:b"}, WithNameOptions(name.Insecure),
 			WithRemoteOptions(remote.WithRetryBackoff(remote.Backoff{Steps: 1})))
 		assert.Assert(t, err != nil)
-		assert.Check(t, !errors.Is(err, ErrBadInput), "got %v", err)
+		assert.Check(t, !errors.Is(err, badinput.Err), "got %v", err)
 	})
 }
 
@@ -649,7 +651,7 @@ func TestParsePlatform(t *testing.T) {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParsePlatform(tc.in)
 			if tc.wantErr != "" {
-				assert.ErrorIs(t, err, ErrBadInput)
+				assert.ErrorIs(t, err, badinput.Err)
 				assert.ErrorContains(t, err, tc.wantErr)
 				return
 			}
@@ -700,7 +702,7 @@ func TestSelectPlatform(t *testing.T) {
 			assert.NilError(t, err)
 			got, err := SelectPlatform(tc.in, p)
 			if tc.wantErr != "" {
-				assert.ErrorIs(t, err, ErrBadInput)
+				assert.ErrorIs(t, err, badinput.Err)
 				assert.ErrorContains(t, err, tc.wantErr)
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -29,7 +30,7 @@ const MaxMaxResultSize = 1572864 - 1
 // CheckMaxResultSize fails for a -max-result-size Tekton would refuse.
 func CheckMaxResultSize(n int) error {
 	if n < 1 || n > MaxMaxResultSize {
-		return badInputf("-max-result-size %d: want 1 to %d (Tekton's max-result-size: under 1.5 MB)", n, MaxMaxResultSize)
+		return badinput.Errorf("-max-result-size %d: want 1 to %d (Tekton's max-result-size: under 1.5 MB)", n, MaxMaxResultSize)
 	}
 	return nil
 }
@@ -98,7 +99,7 @@ func CheckBudget(dir string, ours, others []Result, maxResultSize int) error {
 	if maxResultSize > Budget {
 		for _, r := range ours {
 			if size := SidecarLineSize(r); size > maxResultSize {
-				return badInputf("-results-dir %s: result %s would take %d bytes, over the %d-byte -max-result-size (Tekton's max-result-size with results-from: sidecar-logs, which counts each result's log line); ask for fewer tags in it or a larger max-result-size",
+				return badinput.Errorf("-results-dir %s: result %s would take %d bytes, over the %d-byte -max-result-size (Tekton's max-result-size with results-from: sidecar-logs, which counts each result's log line); ask for fewer tags in it or a larger max-result-size",
 					dir, r.Name, size, maxResultSize)
 			}
 		}
@@ -113,7 +114,7 @@ func CheckBudget(dir string, ours, others []Result, maxResultSize int) error {
 	if maxResultSize != Budget {
 		what = fmt.Sprintf("the %d-byte -max-result-size", maxResultSize)
 	}
-	return badInputf("-results-dir %s: the results would take %d bytes of %s (%d for the results asked for, %d for the entrypoint's StartedAt entry and %d other result files already in the directory); ask for fewer results (IMAGES grows with every tag) or a shorter -prefix, or, with results-from: sidecar-logs, a larger -max-result-size",
+	return badinput.Errorf("-results-dir %s: the results would take %d bytes of %s (%d for the results asked for, %d for the entrypoint's StartedAt entry and %d other result files already in the directory); ask for fewer results (IMAGES grows with every tag) or a shorter -prefix, or, with results-from: sidecar-logs, a larger -max-result-size",
 		dir, size, what, oursOnly, size-oursOnly, len(others))
 }
 
@@ -173,7 +174,7 @@ func Message(r *report.Report, source, path string) ([]byte, error) {
 		return nil, fmt.Errorf("-termination-message %s: %w", path, err)
 	}
 	if len(b) > Budget {
-		return nil, badInputf("-termination-message %s: report %s takes %d bytes as JSON, over the %d-byte termination message budget", path, source, len(b), Budget)
+		return nil, badinput.Errorf("-termination-message %s: report %s takes %d bytes as JSON, over the %d-byte termination message budget", path, source, len(b), Budget)
 	}
 	return b, nil
 }

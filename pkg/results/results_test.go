@@ -19,6 +19,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
 )
@@ -64,7 +65,7 @@ func TestParseKinds(t *testing.T) {
 			got, err := ParseKinds(tc.list)
 			if tc.wantErr != "" {
 				assert.ErrorContains(t, err, tc.wantErr)
-				assert.Assert(t, errors.Is(err, ErrBadInput))
+				assert.Assert(t, errors.Is(err, badinput.Err))
 				return
 			}
 			assert.NilError(t, err)
@@ -95,8 +96,8 @@ func TestResultName(t *testing.T) {
 			got, err := ResultName(tc.prefix, ImageDigest)
 			if tc.wantErr != "" {
 				assert.ErrorContains(t, err, tc.wantErr)
-				assert.Assert(t, errors.Is(err, ErrBadInput))
-				assert.Assert(t, errors.Is(CheckPrefix(tc.prefix), ErrBadInput))
+				assert.Assert(t, errors.Is(err, badinput.Err))
+				assert.Assert(t, errors.Is(CheckPrefix(tc.prefix), badinput.Err))
 				return
 			}
 			assert.NilError(t, err)
@@ -242,7 +243,7 @@ func TestCompute(t *testing.T) {
 			got, err := Compute(tc.r, "report.toml", tc.kinds, tc.prefix)
 			if tc.wantErr != "" {
 				assert.ErrorContains(t, err, tc.wantErr)
-				assert.Assert(t, errors.Is(err, ErrBadInput))
+				assert.Assert(t, errors.Is(err, badinput.Err))
 				assert.Assert(t, !strings.Contains(err.Error(), "\n"))
 				assert.Assert(t, is.Nil(got))
 				return
@@ -277,7 +278,7 @@ func TestCheckBudget(t *testing.T) {
 
 	over := []Result{{"IMAGES", strings.Repeat("x", Budget-base+1)}}
 	err := CheckBudget("/tekton/results", over, nil, Budget)
-	assert.Assert(t, errors.Is(err, ErrBadInput))
+	assert.Assert(t, errors.Is(err, badinput.Err))
 	assert.ErrorContains(t, err, fmt.Sprintf("-results-dir /tekton/results: the results would take %d bytes of Tekton's 4096-byte termination message budget", Budget+1))
 
 	// Results of other steps count.
@@ -401,7 +402,7 @@ func TestNothingWrittenOnBadInput(t *testing.T) {
 			o.TerminationMessage = filepath.Join(filepath.Dir(o.ResultsDir), "termination-log")
 			err := runReport(context.Background(), o, tc.r, slog.New(slog.DiscardHandler))
 			assert.ErrorContains(t, err, tc.wantErr)
-			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 			entries, err := os.ReadDir(filepath.Dir(o.ResultsDir))
 			assert.NilError(t, err)
 			assert.Equal(t, len(entries), 1) // only the empty results dir
@@ -416,7 +417,7 @@ func TestResultsDirMissing(t *testing.T) {
 	o := testOptions(t, DefaultKinds...)
 	err := runReport(context.Background(), o, registryReport(), slog.New(slog.DiscardHandler))
 	assert.ErrorContains(t, err, "-results-dir "+o.ResultsDir)
-	assert.Assert(t, errors.Is(err, ErrBadInput))
+	assert.Assert(t, errors.Is(err, badinput.Err))
 }
 
 // TestOtherResultsCountAgainstTheBudget: a result an earlier step wrote goes
@@ -442,7 +443,7 @@ func TestRunUnknownKind(t *testing.T) {
 	o := testOptions(t, Kind("IMAGE_DIGESTS"))
 	err := Run(context.Background(), o)
 	assert.ErrorContains(t, err, `unknown result "IMAGE_DIGESTS"`)
-	assert.Assert(t, errors.Is(err, ErrBadInput))
+	assert.Assert(t, errors.Is(err, badinput.Err))
 }
 
 const reportTOML = `[image]
@@ -668,7 +669,7 @@ func TestOCILayoutMerged(t *testing.T) {
 	// An index.json that is not one is never overwritten: exit 2, nothing written.
 	assert.NilError(t, os.WriteFile(filepath.Join(o.OCILayout, "index.json"), []byte(`{"manifests":[`), 0o644))
 	err = runReport(context.Background(), o, registryReport(), slog.New(slog.DiscardHandler))
-	assert.Check(t, errors.Is(err, ErrBadInput), "%v", err)
+	assert.Check(t, errors.Is(err, badinput.Err), "%v", err)
 	assert.ErrorContains(t, err, "-oci-layout "+o.OCILayout+": index.json: ")
 	raw, err = os.ReadFile(filepath.Join(o.OCILayout, "index.json"))
 	assert.NilError(t, err)
@@ -697,7 +698,7 @@ func TestOCILayoutBlobsChecked(t *testing.T) {
 				o.OCILayout = filepath.Join(t.TempDir(), tc.layout)
 			}
 			err := Run(context.Background(), o)
-			assert.Check(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "%v", err)
 			assert.ErrorContains(t, err, tc.want)
 			entries, err := os.ReadDir(o.ResultsDir)
 			assert.NilError(t, err)
@@ -746,7 +747,7 @@ func TestRunWaitIgnoresAStaleReport(t *testing.T) {
 		writeReport(t, o.ReportPath, staleTOML)
 		o.Wait = 50 * time.Millisecond
 		err := Run(context.Background(), o)
-		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+		assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 		assert.ErrorContains(t, err, "-wait 50ms: "+o.ReportPath+": no report written after this run started")
 		entries, err := os.ReadDir(o.ResultsDir)
 		assert.NilError(t, err)
@@ -786,7 +787,7 @@ func TestRunNewer(t *testing.T) {
 				assert.NilError(t, err)
 				return
 			}
-			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 			assert.ErrorContains(t, err, tc.wantErr)
 			assert.ErrorContains(t, err, o.Newer)
 		})
@@ -795,7 +796,7 @@ func TestRunNewer(t *testing.T) {
 		o := testOptions(t, DefaultKinds...)
 		o.Newer = filepath.Join(t.TempDir(), "nothing")
 		err := Run(context.Background(), o)
-		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+		assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 		assert.ErrorContains(t, err, "-newer "+o.Newer)
 	})
 }
@@ -850,7 +851,7 @@ func TestMaxResultSize(t *testing.T) {
 				assert.Check(t, is.Len(entries, 3))
 				return
 			}
-			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 			assert.ErrorContains(t, err, tc.wantErr)
 			assert.Check(t, is.Len(entries, 0), "nothing written")
 		})
