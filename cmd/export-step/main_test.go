@@ -32,6 +32,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/exportreport/exportreport/pkg/export"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -130,7 +131,7 @@ func sourceLayout(t *testing.T, img v1.Image) string {
 	dir := filepath.Join(t.TempDir(), "src")
 	p, err := layout.Write(dir, empty.Index)
 	assert.NilError(t, err)
-	assert.NilError(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "latest"})))
+	assert.NilError(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "latest"})))
 	return dir
 }
 
@@ -414,8 +415,8 @@ func TestOCILayoutFlag(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, len(im.Manifests), 1)
 	assert.Equal(t, im.Manifests[0].Digest.String(), digest(t, img))
-	assert.Equal(t, im.Manifests[0].Annotations[export.AnnotationRefName], "v1")
-	assert.Equal(t, im.Manifests[0].Annotations[export.AnnotationImageName], reg.host+"/app:v1")
+	assert.Equal(t, im.Manifests[0].Annotations[ourlayout.AnnotationRefName], "v1")
+	assert.Equal(t, im.Manifests[0].Annotations[ourlayout.AnnotationImageName], reg.host+"/app:v1")
 }
 
 func TestDaemonPrintsTheImageID(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -179,8 +180,8 @@ func FuzzLayoutIndex(f *testing.F) {
 		// with no full name (pkg/layout Merge); every other one is kept.
 		kept := 0
 		for _, m := range bm.Manifests {
-			full, hasFull := m.Annotations[AnnotationImageName]
-			ref := m.Annotations[AnnotationRefName]
+			full, hasFull := m.Annotations[ourlayout.AnnotationImageName]
+			ref := m.Annotations[ourlayout.AnnotationRefName]
 			if full != primary.Name() && ref != primary.Name() && (hasFull || ref != primary.TagStr()) {
 				kept++
 			}
@@ -188,8 +189,8 @@ func FuzzLayoutIndex(f *testing.F) {
 		if len(am.Manifests) != kept+1 {
 			t.Fatalf("index.json had %d descriptors (%d not naming %s), now %d", len(bm.Manifests), kept, primary, len(am.Manifests))
 		}
-		found, err := partial.FindManifests(after, func(x v1.Descriptor) bool { return x.Annotations[AnnotationImageName] == primary.Name() })
-		if err != nil || len(found) != 1 || found[0].Digest != d.Digest || found[0].Annotations[AnnotationRefName] != primary.TagStr() {
+		found, err := partial.FindManifests(after, func(x v1.Descriptor) bool { return x.Annotations[ourlayout.AnnotationImageName] == primary.Name() })
+		if err != nil || len(found) != 1 || found[0].Digest != d.Digest || found[0].Annotations[ourlayout.AnnotationRefName] != primary.TagStr() {
 			t.Fatalf("layout does not list the image under %s: %v %v", primary, found, err)
 		}
 		if entries, _ := os.ReadDir(parent); len(entries) != 1 {

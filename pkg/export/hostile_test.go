@@ -27,6 +27,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 )
 
 // snapshot records every file under dir: its content, or "-> target" for a
@@ -212,7 +213,7 @@ func TestOCILayoutDestinationStaysInside(t *testing.T) {
 	existing := func(t *testing.T, dir string) {
 		p, err := layout.Write(dir, empty.Index)
 		assert.NilError(t, err)
-		assert.NilError(t, p.AppendImage(old, layout.WithAnnotations(map[string]string{v1RefName: "old"})))
+		assert.NilError(t, p.AppendImage(old, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "old"})))
 	}
 
 	tests := []struct {
@@ -329,7 +330,7 @@ func TestOCILayoutDestinationStaysInside(t *testing.T) {
 			assert.NilError(t, err)
 			var found bool
 			for _, d := range im.Manifests {
-				found = found || (d.Annotations[v1RefName] == "1" && d.Digest.String() == rep.Image.Digest)
+				found = found || (d.Annotations[ourlayout.AnnotationRefName] == "1" && d.Digest.String() == rep.Image.Digest)
 			}
 			assert.Check(t, found, "index.json of %s does not list the image: %+v", real, im.Manifests)
 			// Every blob landed in the real directory, as a regular file.

@@ -29,6 +29,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 )
 
 // knownTransports is listed in error messages, in this order.
@@ -524,7 +525,7 @@ func describeManifests(ds []v1.Descriptor) string {
 	var parts []string
 	for _, d := range ds {
 		s := d.Digest.String()
-		if n := d.Annotations[v1RefName]; n != "" {
+		if n := d.Annotations[ourlayout.AnnotationRefName]; n != "" {
 			s = n + "=" + s
 		}
 		parts = append(parts, s)
@@ -532,14 +533,12 @@ func describeManifests(ds []v1.Descriptor) string {
 	return strings.Join(parts, ", ")
 }
 
-const v1RefName = "org.opencontainers.image.ref.name"
-
 // findByRefName finds the descriptor whose ref.name annotation is tag, or,
 // failing that, whose ref.name is a full reference with that tag.
 func findByRefName(indexPath string, ds []v1.Descriptor, tag string) (*v1.Descriptor, error) {
 	var exact, loose []int
 	for i, d := range ds {
-		n := d.Annotations[v1RefName]
+		n := d.Annotations[ourlayout.AnnotationRefName]
 		if n == "" {
 			continue
 		}
@@ -557,13 +556,13 @@ func findByRefName(indexPath string, ds []v1.Descriptor, tag string) (*v1.Descri
 	}
 	var names []string
 	for _, d := range ds {
-		if n := d.Annotations[v1RefName]; n != "" {
+		if n := d.Annotations[ourlayout.AnnotationRefName]; n != "" {
 			names = append(names, n)
 		}
 	}
 	if len(matches) == 0 {
 		if len(names) == 0 {
-			return nil, badinput.Errorf("%s: no manifest is tagged %q (none has an %s annotation)", indexPath, tag, v1RefName)
+			return nil, badinput.Errorf("%s: no manifest is tagged %q (none has an %s annotation)", indexPath, tag, ourlayout.AnnotationRefName)
 		}
 		return nil, badinput.Errorf("%s: no manifest is tagged %q (tags: %s)", indexPath, tag, strings.Join(names, ", "))
 	}

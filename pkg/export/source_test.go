@@ -32,6 +32,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 )
 
 const srcTestDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -231,15 +232,15 @@ func TestOpenLayout(t *testing.T) {
 	nested := srcIndex(t, "linux/amd64", "linux/arm64")
 
 	single := srcLayout(t, func(p layout.Path) {
-		assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{v1RefName: "v1"})))
+		assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "v1"})))
 	})
 	multi := srcLayout(t, func(p layout.Path) {
-		assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{v1RefName: "a"})))
-		assert.NilError(t, p.AppendImage(b, layout.WithAnnotations(map[string]string{v1RefName: "example.com/app:b"})))
+		assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "a"})))
+		assert.NilError(t, p.AppendImage(b, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "example.com/app:b"})))
 	})
 	twice := srcLayout(t, func(p layout.Path) { // one image under two tags
-		assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{v1RefName: "a"})))
-		assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{v1RefName: "latest"})))
+		assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "a"})))
+		assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "latest"})))
 	})
 	withIndex := srcLayout(t, func(p layout.Path) {
 		assert.NilError(t, p.AppendIndex(nested))
@@ -287,7 +288,7 @@ func TestOpenLayoutErrors(t *testing.T) {
 	a := srcImage(t, "linux/amd64")
 	good := func(t *testing.T) string {
 		return srcLayout(t, func(p layout.Path) {
-			assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{v1RefName: "v1"})))
+			assert.NilError(t, p.AppendImage(a, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "v1"})))
 		})
 	}
 	blob := func(dir string, h v1.Hash) string { return filepath.Join(dir, "blobs", h.Algorithm, h.Hex) }
