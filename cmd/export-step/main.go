@@ -25,7 +25,7 @@ import (
 
 	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/export"
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/pkg/results"
 )
@@ -101,7 +101,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string, fai
 	o := export.Options{Stderr: stderr}
 	var (
 		appends, labels, envs          list
-		insecureHosts                  insecure.Hosts
+		insecureHosts                  insecureregistry.Hosts
 		entrypoint, cmd, workdir, user optional
 	)
 	fs.StringVar(&o.Source, "source", "", "`SOURCE`: oci:DIR[:TAG|@DIGEST] | docker-archive:FILE | docker-daemon:REF | docker://REF | PATH (auto-detected)")

@@ -20,7 +20,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -66,7 +66,7 @@ type Options struct {
 
 	// Insecure lists registry hosts ("host" or "host:port") spoken to over
 	// plain HTTP or TLS without certificate verification, matched by
-	// insecure.Hosts.Match (case-insensitive; a host without a port
+	// insecureregistry.Hosts.Match (case-insensitive; a host without a port
 	// matches every port of that host); nothing else is affected.
 	Insecure []string
 	// Jobs bounds parallel blob uploads per repository (>= 1).
@@ -122,7 +122,7 @@ type plan struct {
 	opts       Options
 	source     *Source
 	tags       []name.Tag
-	insecure   insecure.Hosts
+	insecure   insecureregistry.Hosts
 	platform   *v1.Platform
 	schema     report.Schema
 	reportPath string
@@ -362,7 +362,7 @@ func newPlan(opts Options) (*plan, error) {
 		return nil, badinput.Errorf("-timeout must be positive, got %s", opts.Timeout)
 	}
 
-	hosts, err := insecure.Parse(opts.Insecure)
+	hosts, err := insecureregistry.Parse(opts.Insecure)
 	if err != nil {
 		return nil, badinput.Wrap(err)
 	}
@@ -451,7 +451,7 @@ func checkReportPath(path string) error {
 
 // parseTag parses a destination: a tag, never a digest. Only references to
 // an insecure host get name.Insecure.
-func parseTag(s string, insecureHosts insecure.Hosts) (name.Tag, error) {
+func parseTag(s string, insecureHosts insecureregistry.Hosts) (name.Tag, error) {
 	if strings.Contains(s, "@") {
 		return name.Tag{}, errors.New("must be a tag, not a digest reference")
 	}

@@ -25,7 +25,7 @@ import (
 	"gotest.tools/v3/assert"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/test/distribution"
 )
@@ -316,7 +316,7 @@ func TestRunRetries(t *testing.T) {
 }
 
 func TestParseTagInsecureOnlyForListedHosts(t *testing.T) {
-	set, err := insecure.Parse([]string{"insecure.example"})
+	set, err := insecureregistry.Parse([]string{"insecure.example"})
 	assert.NilError(t, err)
 	a, err := parseTag("insecure.example/app:1", set)
 	assert.NilError(t, err)
@@ -524,7 +524,7 @@ func TestNewRegistryTransportTLSPolicy(t *testing.T) {
 	secure := newRegistryTransport(nil, nil).(*http.Transport)
 	assert.Assert(t, secure.TLSClientConfig == nil || !secure.TLSClientConfig.InsecureSkipVerify)
 
-	set, err := insecure.Parse([]string{"insecure.example:5000"})
+	set, err := insecureregistry.Parse([]string{"insecure.example:5000"})
 	assert.NilError(t, err)
 	tr := newRegistryTransport(nil, set).(*hostTLSTransport)
 	assert.Assert(t, tr.unverified.(*http.Transport).TLSClientConfig.InsecureSkipVerify)

@@ -14,14 +14,14 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 )
 
 // newRegistryTransport returns base, or when nil a clone of
 // remote.DefaultTransport that verifies TLS for every host except the
 // insecure ones. TLS verification is switched off per request host, never
 // globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
-func newRegistryTransport(base http.RoundTripper, insecureHosts insecure.Hosts) http.RoundTripper {
+func newRegistryTransport(base http.RoundTripper, insecureHosts insecureregistry.Hosts) http.RoundTripper {
 	return newRegistryTransportIdle(base, insecureHosts, DefaultIdleTimeout)
 }
 
@@ -32,7 +32,7 @@ const DefaultIdleTimeout = 2 * time.Minute
 // newRegistryTransportIdle is newRegistryTransport whose connections fail
 // after idle without a byte read or written (a stalled registry): the
 // request then fails like a reset, and is retried or fails the export.
-func newRegistryTransportIdle(base http.RoundTripper, insecureHosts insecure.Hosts, idle time.Duration) http.RoundTripper {
+func newRegistryTransportIdle(base http.RoundTripper, insecureHosts insecureregistry.Hosts, idle time.Duration) http.RoundTripper {
 	if base != nil {
 		return base
 	}
@@ -140,7 +140,7 @@ type writerOnly struct{ io.Writer }
 // that skips TLS verification, and all others through a verifying one.
 type hostTLSTransport struct {
 	secure, unverified http.RoundTripper
-	insecure           insecure.Hosts
+	insecure           insecureregistry.Hosts
 }
 
 func (t *hostTLSTransport) RoundTrip(req *http.Request) (*http.Response, error) {

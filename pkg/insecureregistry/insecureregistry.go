@@ -2,7 +2,7 @@
 // the registry hosts spoken to over plain HTTP or unverified TLS, and the
 // one rule deciding whether a registry is one of them (Match), which
 // export-step and report2results both apply.
-package insecure
+package insecureregistry
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package insecure
+package insecureregistry
 
 import (
 	"testing"
