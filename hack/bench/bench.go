@@ -282,7 +282,7 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	if c.only == "" || strings.Contains("report2results", c.only) {
-		r2r, err := timeReport2Results(ctx, h, map[bool]int{true: 3, false: 30}[c.quick])
+		r2r, err := timeReport2Results(ctx, h, map[bool]int{true: 3, false: 20}[c.quick])
 		if err != nil {
 			return err
 		}
@@ -539,33 +539,78 @@ func installCrane(ctx context.Context, cache string) (string, error) {
 
 const craneVersion = "v0.22.1"
 
-const typicalReport = `[image]
+const (
+	benchDigest   = "sha256:4d3c1c2b0f4fbd3f4f0b8a5c6e0c8f2a6b7e1d9c3a5b7d9e1f3a5c7e9b1d3f5a"
+	typicalReport = `[image]
 tags = ["registry.example.com/team/app:latest", "registry.example.com/team/app:1.4.2"]
-digest = "sha256:4d3c1c2b0f4fbd3f4f0b8a5c6e0c8f2a6b7e1d9c3a5b7d9e1f3a5c7e9b1d3f5a"
+digest = "` + benchDigest + `"
 manifest_size = 1234
 media_type = "application/vnd.oci.image.index.v1+json"
 `
+)
 
-// timeReport2Results runs report2results n times on a typical report,
-// writing three results and an OCI layout, offline.
-func timeReport2Results(ctx context.Context, h *harness, n int) ([]float64, error) {
+// r2rInput is one input report2results is timed on: its file (written
+// into the work directory) and its flags, given that directory.
+type r2rInput struct {
+	name string
+	file string // "" for none (a layout, or a file an earlier input wrote)
+	data string
+	args func(dir string) []string
+}
+
+// r2rInputs are what each kind of builder writes about one image pushed as
+// registry.example.com/team/app (two tags), as in pkg/pushed's fixtures.
+var r2rInputs = []r2rInput{
+	{"report, with an OCI layout", "report.toml", typicalReport, func(d string) []string {
+		return []string{"-from", "report:" + filepath.Join(d, "report.toml"), "-oci-layout", filepath.Join(d, "layout")}
+	}},
+	{"report", "", "", func(d string) []string { return []string{"-from", "report:" + filepath.Join(d, "report.toml")} }},
+	{"refs (ko, crane, kaniko)", "refs", "registry.example.com/team/app:latest@" + benchDigest + "\nregistry.example.com/team/app:1.4.2@" + benchDigest + "\n",
+		func(d string) []string { return []string{"-from", "refs:" + filepath.Join(d, "refs")} }},
+	{"digest (kaniko, buildah, podman)", "digest", benchDigest, func(d string) []string {
+		return []string{"-from", "digest:" + filepath.Join(d, "digest"), "-image", "registry.example.com/team/app:latest"}
+	}},
+	{"buildx", "buildx.json", `{"containerimage.digest":"` + benchDigest + `","image.name":"registry.example.com/team/app:latest,registry.example.com/team/app:1.4.2"}`,
+		func(d string) []string { return []string{"-from", "buildx:" + filepath.Join(d, "buildx.json")} }},
+	{"jib", "jib-image.json", `{"image":"registry.example.com/team/app:latest","imageDigest":"` + benchDigest + `","tags":["latest","1.4.2"]}`,
+		func(d string) []string { return []string{"-from", "jib:" + filepath.Join(d, "jib-image.json")} }},
+	{"auto (the buildx file)", "", "", func(d string) []string { return []string{"-from", "auto:" + filepath.Join(d, "buildx.json")} }},
+	{"oci-layout (one image)", "", "", func(d string) []string {
+		return []string{"-from", "oci-layout:" + filepath.Join(d, "oci"), "-image", "registry.example.com/team/app:latest"}
+	}},
+}
+
+// timeReport2Results runs report2results n times on what each kind of
+// builder writes, offline, writing IMAGE_DIGEST, IMAGE_URL, IMAGES and
+// ARTIFACT_OUTPUTS (and, for the first input, an OCI layout), the inputs'
+// runs interleaved.
+func timeReport2Results(ctx context.Context, h *harness, n int) ([]r2rTiming, error) {
 	dir := filepath.Join(h.work, "report2results")
 	if err := os.MkdirAll(filepath.Join(dir, "results"), 0o755); err != nil {
 		return nil, err
 	}
-	rep := filepath.Join(dir, "report.toml")
-	if err := os.WriteFile(rep, []byte(typicalReport), 0o644); err != nil {
+	for _, in := range r2rInputs {
+		if in.file != "" {
+			if err := os.WriteFile(filepath.Join(dir, in.file), []byte(in.data), 0o644); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if _, err := writeImage(filepath.Join(dir, "oci"), []int64{1024}, 1, -1); err != nil {
 		return nil, err
 	}
-	args := []string{h.report2results, "-report", rep, "-results-dir", filepath.Join(dir, "results"),
-		"-results", "IMAGE_DIGEST,IMAGE_URL,IMAGES", "-oci-layout", filepath.Join(dir, "layout"), "-offline", "-quiet"}
-	var out []float64
+	out := make([]r2rTiming, len(r2rInputs))
 	for range n {
-		d, _, err := timeCommands(ctx, h.env, false, args)
-		if err != nil {
-			return nil, err
+		for i, in := range r2rInputs {
+			args := append([]string{h.report2results, "-results-dir", filepath.Join(dir, "results"),
+				"-results", "IMAGE_DIGEST,IMAGE_URL,IMAGES,ARTIFACT_OUTPUTS", "-offline", "-quiet"}, in.args(dir)...)
+			d, _, err := timeCommands(ctx, h.env, false, args)
+			if err != nil {
+				return nil, fmt.Errorf("report2results on %s: %w", in.name, err)
+			}
+			out[i].Input = in.name
+			out[i].Seconds = append(out[i].Seconds, d.Seconds())
 		}
-		out = append(out, d.Seconds())
 	}
 	return out, nil
 }

@@ -18,7 +18,7 @@ type results struct {
 	Machine        machine
 	Versions       []keyValue
 	Shapes         []shapeResult
-	Report2Results []float64 // seconds per run
+	Report2Results []r2rTiming // seconds per run, by input
 	Binaries       []binarySize
 	GoBenchmarks   []goBench
 	Skipped        []keyValue // shape title, why
@@ -186,10 +186,15 @@ func targets(r results) []target {
 		}
 	}
 	out = append(out, t)
-	t = target{Goal: "report2results ≤ 5 ms per run"}
+	t = target{Goal: "report2results ≤ 5 ms per run, any input"}
 	if len(r.Report2Results) > 0 {
-		m := median(r.Report2Results)
-		t.Known, t.Measured, t.Met = true, fmt.Sprintf("%.1f ms (median)", m*1000), m <= 0.005
+		worst, which := 0.0, ""
+		for _, x := range r.Report2Results {
+			if m := median(x.Seconds); m >= worst {
+				worst, which = m, x.Input
+			}
+		}
+		t.Known, t.Measured, t.Met = true, fmt.Sprintf("%.1f ms (median; slowest input: %s)", worst*1000, which), worst <= 0.005
 	}
 	out = append(out, t)
 	for _, b := range r.Binaries {
@@ -387,9 +392,15 @@ func renderMarkdown(r results, chart string, previous []byte) string {
 		fmt.Fprintln(&b)
 	}
 	if len(r.Report2Results) > 0 {
-		lo, med, hi := stats(r.Report2Results)
-		fmt.Fprintf(&b, "report2results on a typical report (two tags; IMAGE_DIGEST, IMAGE_URL, IMAGES and an OCI layout; `-offline`), "+
-			"%d runs: min %.1f ms, median %.1f ms, max %.1f ms.\n\n", len(r.Report2Results), lo*1000, med*1000, hi*1000)
+		fmt.Fprintln(&b, "report2results on what each kind of builder writes about one image with two tags (IMAGE_DIGEST, IMAGE_URL, IMAGES, ARTIFACT_OUTPUTS; `-offline`), the inputs' runs interleaved:")
+		fmt.Fprintln(&b)
+		fmt.Fprintln(&b, "| input | runs | min | median | max |")
+		fmt.Fprintln(&b, "| --- | ---: | ---: | ---: | ---: |")
+		for _, x := range r.Report2Results {
+			lo, med, hi := stats(x.Seconds)
+			fmt.Fprintf(&b, "| %s | %d | %.1f ms | %.1f ms | %.1f ms |\n", x.Input, len(x.Seconds), lo*1000, med*1000, hi*1000)
+		}
+		fmt.Fprintln(&b)
 	}
 	fmt.Fprintln(&b, "Binary sizes (`go build -trimpath -ldflags='-s -w'`, linux/amd64):")
 	fmt.Fprintln(&b)
@@ -553,4 +564,10 @@ func growthTable(w io.Writer, r results) {
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %d, %d |\n", p.Axis, p.N, em, cm, rel, erss, crss, len(p.Seconds), len(c.Seconds))
 	}
+}
+
+// r2rTiming is report2results timed on one kind of input.
+type r2rTiming struct {
+	Input   string
+	Seconds []float64
 }

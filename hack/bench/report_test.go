@@ -72,7 +72,7 @@ func fakeResults() results {
 		},
 		GrowthChart:    "benchmarks-growth.png",
 		ZstdPull:       "Docker 20.10, `docker pull`: failed: invalid tar header",
-		Report2Results: []float64{0.004, 0.003, 0.010},
+		Report2Results: []r2rTiming{{"report", []float64{0.004, 0.003, 0.010}}, {"refs", []float64{0.003, 0.003}}},
 		Binaries:       []binarySize{{"export-step", 11_000_000}, {"report2results", 13_000_000}},
 		GoBenchmarks:   []goBench{{"results Run/fsync=false", 1.8e6, 24311, 312}, {"layout Index/build-2-tags", 12214, 4999, 60}},
 	}
@@ -128,7 +128,7 @@ func TestTargets(t *testing.T) {
 		{"unchanged re-export: export-step ≤ 150 ms", "200 ms", false},
 		{"10 tags: export-step ≤ 1.2 × one tag", "1.10 ×", true},
 		{"1 GiB: export-step peak RSS ≤ 64 MiB", "30.0 MiB (max of runs)", true},
-		{"report2results ≤ 5 ms per run", "4.0 ms (median)", true},
+		{"report2results ≤ 5 ms per run, any input", "4.0 ms (median; slowest input: report)", true},
 		{"docker-archive: export-step ≤ 0.7 × skopeo", "0.64 ×", true},
 		{"docker-archive: export-step stores ≤ 1.05 × skopeo's bytes", "1.034 ×", true},
 		{"rebuild: export-step ≤ 1.1 × the floor", "1.05 ×", true},

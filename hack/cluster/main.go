@@ -43,10 +43,6 @@ func main() {
 	default:
 		usage()
 	}
-	if errors.Is(err, errRunning) {
-		fmt.Fprintln(os.Stderr, "cluster:", err)
-		os.Exit(1)
-	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)

@@ -112,12 +112,12 @@ func readFile(ctx context.Context, o Options, in pushed.From, log *slog.Logger) 
 func readLimited(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, badinput.Errorf("-from %s: %v", path, err)
+		return nil, badinput.Errorf("-from %s: %w", path, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, report.MaxSize+1))
 	if err != nil {
-		return nil, badinput.Errorf("-from %s: %v", path, err)
+		return nil, badinput.Errorf("-from %s: %w", path, err)
 	}
 	if len(data) > report.MaxSize {
 		return nil, badinput.Errorf("-from %s: larger than the %d MiB limit for an input", path, report.MaxSize>>20)
