@@ -5,10 +5,8 @@
 package export
 
 import (
-	"context"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 )
 
@@ -69,17 +67,3 @@ func (e Edits) Empty() bool {
 	return len(e.Append) == 0 && len(e.Labels) == 0 && len(e.Env) == 0 &&
 		e.Entrypoint == nil && e.Cmd == nil && e.Workdir == nil && e.User == nil
 }
-
-// Implemented in source.go: ParseSource(s string) (Source, error) and
-//
-//	Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, error)
-//
-// (lazy: layers are read only when a destination streams them);
-//
-//	SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error).
-//
-// Implemented in edit.go: Apply(ctx context.Context, a Artifact, e Edits) (Artifact, error).
-var (
-	_ = context.Background
-	_ v1.Platform
-)

@@ -193,7 +193,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 	if idle == 0 {
 		idle = DefaultIdleTimeout
 	}
-	rt := withRetryAfter(newRegistryTransportIdle(opts.Transport, p.insecure, idle))
+	rt := withRetryAfter(newRegistryTransport(opts.Transport, p.insecure, idle))
 
 	art, err := p.open(ctx, docker, rt)
 	if err != nil {

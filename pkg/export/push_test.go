@@ -521,12 +521,12 @@ func TestGroupByRegistry(t *testing.T) {
 }
 
 func TestNewRegistryTransportTLSPolicy(t *testing.T) {
-	secure := newRegistryTransport(nil, nil).(*http.Transport)
+	secure := newRegistryTransport(nil, nil, DefaultIdleTimeout).(*http.Transport)
 	assert.Assert(t, secure.TLSClientConfig == nil || !secure.TLSClientConfig.InsecureSkipVerify)
 
 	set, err := insecureregistry.Parse([]string{"insecure.example:5000"})
 	assert.NilError(t, err)
-	tr := newRegistryTransport(nil, set).(*hostTLSTransport)
+	tr := newRegistryTransport(nil, set, DefaultIdleTimeout).(*hostTLSTransport)
 	assert.Assert(t, tr.unverified.(*http.Transport).TLSClientConfig.InsecureSkipVerify)
 	assert.Assert(t, tr.secure.(*http.Transport).TLSClientConfig == nil || !tr.secure.(*http.Transport).TLSClientConfig.InsecureSkipVerify)
 	// The shared default is never modified.

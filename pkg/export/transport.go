@@ -17,22 +17,18 @@ import (
 	"github.com/exportreport/exportreport/pkg/insecureregistry"
 )
 
-// newRegistryTransport returns base, or when nil a clone of
-// remote.DefaultTransport that verifies TLS for every host except the
-// insecure ones. TLS verification is switched off per request host, never
-// globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
-func newRegistryTransport(base http.RoundTripper, insecureHosts insecureregistry.Hosts) http.RoundTripper {
-	return newRegistryTransportIdle(base, insecureHosts, DefaultIdleTimeout)
-}
-
 // DefaultIdleTimeout is how long a registry connection may go without a
 // byte moving either way before it is given up (Options.IdleTimeout).
 const DefaultIdleTimeout = 2 * time.Minute
 
-// newRegistryTransportIdle is newRegistryTransport whose connections fail
-// after idle without a byte read or written (a stalled registry): the
-// request then fails like a reset, and is retried or fails the export.
-func newRegistryTransportIdle(base http.RoundTripper, insecureHosts insecureregistry.Hosts, idle time.Duration) http.RoundTripper {
+// newRegistryTransport returns base, or when nil a clone of
+// remote.DefaultTransport that verifies TLS for every host except the
+// insecure ones. TLS verification is switched off per request host, never
+// globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
+// Its connections fail after idle (if > 0) without a byte read or written
+// (a stalled registry): the request then fails like a reset, and is
+// retried or fails the export.
+func newRegistryTransport(base http.RoundTripper, insecureHosts insecureregistry.Hosts, idle time.Duration) http.RoundTripper {
 	if base != nil {
 		return base
 	}

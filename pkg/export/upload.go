@@ -32,7 +32,7 @@ import (
 // the registry already holds is not sent again even by a registry that
 // does not mount. On a cold push no blob gets a HEAD: the upload's POST
 // offers the blob for mounting, which skips it where the registry has it.
-var headThreshold int64 = 1 << 20
+const headThreshold = 1 << 20
 
 // manifestAccept is the Accept header of a manifest HEAD: every manifest
 // type, so that a tag naming another kind of manifest still answers with
