@@ -27,7 +27,7 @@ import (
 	"github.com/exportreport/exportreport/pkg/export"
 	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
-	"github.com/exportreport/exportreport/pkg/results"
+	"github.com/exportreport/exportreport/pkg/termination"
 )
 
 func main() {
@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 		fmt.Fprintf(stderr, "export-step: %s\n", msg)
 		if failureMessage != "" {
-			if werr := results.WriteStepError(failureMessage, "export-step: "+msg); werr != nil {
+			if werr := termination.WriteStepError(failureMessage, "export-step: "+msg); werr != nil {
 				fmt.Fprintf(stderr, "export-step: -failure-message %s: %v\n", failureMessage, werr)
 			}
 		}

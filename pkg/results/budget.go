@@ -6,17 +6,12 @@ import (
 
 	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/pkg/termination"
 )
 
-// Budget is the size in bytes of a container's termination message, which is
-// where Tekton's entrypoint puts a step's results (the default
-// results-from: termination-message). Kubernetes caps it at 4096 bytes per
-// container; Tekton checks the same bound in
-// github.com/tektoncd/pipeline pkg/termination/write.go
-// (MaxContainerTerminationMessageLength = 1024 * 4) and fails the step
-// ("Termination message is above max allowed size 4096") when results
-// exceed it.
-const Budget = 4096
+// Budget is the size in bytes of a container's termination message, where
+// Tekton's entrypoint puts a step's results (termination.Budget).
+const Budget = termination.Budget
 
 // DefaultMaxResultSize is the default of -max-result-size: Tekton's
 // max-result-size default, which is also the termination message budget.

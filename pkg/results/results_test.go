@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -533,44 +532,6 @@ func TestRunWaitCancelled(t *testing.T) {
 	err := <-done
 	assert.Assert(t, errors.Is(err, context.Canceled), "%v", err)
 	assert.ErrorContains(t, err, "-wait 5m0s: waiting for "+o.ReportPath)
-}
-
-// TestWriteMessageInPlace: where the termination message cannot be
-// replaced by rename (Kubernetes bind-mounts the file: EBUSY), it is
-// rewritten in place; other errors are not hidden.
-func TestWriteMessageInPlace(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		err     error
-		wantErr string
-	}{
-		{"bind mount", &fs.PathError{Op: "rename", Path: "termination-log", Err: syscall.EBUSY}, ""},
-		{"read-only directory", &fs.PathError{Op: "open", Path: "termination-log.tmp", Err: syscall.EROFS}, ""},
-		{"disk full", &fs.PathError{Op: "write", Path: "termination-log.tmp", Err: syscall.ENOSPC}, "no space left"},
-	} {
-		for _, fsync := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s, fsync %v", tc.name, fsync), func(t *testing.T) {
-				origReplace, origSynced := replaceFile, syncedFile
-				t.Cleanup(func() { replaceFile, syncedFile = origReplace, origSynced })
-				var used string
-				replaceFile = func(string, []byte, fs.FileMode) error { used = "replace"; return tc.err }
-				syncedFile = func(string, []byte, fs.FileMode) error { used = "synced"; return tc.err }
-				path := filepath.Join(t.TempDir(), "termination-log")
-				assert.NilError(t, os.WriteFile(path, []byte("old content, longer than the new"), 0o644))
-				err := writeMessage(path, []byte(`{"image":{}}`), fsync, slog.New(slog.DiscardHandler))
-				assert.Equal(t, used, map[bool]string{false: "replace", true: "synced"}[fsync])
-				b, rerr := os.ReadFile(path)
-				assert.NilError(t, rerr)
-				if tc.wantErr != "" {
-					assert.ErrorContains(t, err, tc.wantErr)
-					assert.Equal(t, string(b), "old content, longer than the new")
-					return
-				}
-				assert.NilError(t, err)
-				assert.Equal(t, string(b), `{"image":{}}`)
-			})
-		}
-	}
 }
 
 func BenchmarkRun(b *testing.B) {

@@ -23,7 +23,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -36,6 +35,7 @@ import (
 	"github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/pkg/termination"
 )
 
 // Options is one run of report2results.
@@ -251,7 +251,7 @@ func runImages(ctx context.Context, o Options, imgs []pushed.Image, p int, log *
 		log.Info("wrote report", "path", o.WriteReport, "schema", o.ReportSchema)
 	}
 	if msg != nil {
-		if err := writeMessage(o.TerminationMessage, msg, o.Fsync, log); err != nil {
+		if err := termination.Write(o.TerminationMessage, msg, o.Fsync, log); err != nil {
 			return fmt.Errorf("-termination-message %s: %w", o.TerminationMessage, err)
 		}
 		log.Info("wrote termination message", "path", o.TerminationMessage, "bytes", len(msg))
@@ -465,46 +465,4 @@ func checkDir(dir, what string) error {
 		return badinput.Errorf("%s: %s is not a directory", what, dir)
 	}
 	return nil
-}
-
-// replaceFile and syncedFile write the termination message; tests swap
-// them to fail the way a bind mount does.
-var replaceFile, syncedFile = atomicfile.ReplaceFile, atomicfile.WriteFile
-
-// writeMessage writes the termination message atomically where it can.
-// Kubernetes bind-mounts the termination message file into the container,
-// and renaming onto a mount point fails (EBUSY), as does making a temp file
-// beside it in a read-only /dev; then the file is rewritten in place, which
-// is safe because the kubelet reads it only after the container exits.
-func writeMessage(path string, data []byte, fsync bool, log *slog.Logger) error {
-	write := replaceFile
-	if fsync {
-		write = syncedFile
-	}
-	err := write(path, data, 0o644)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) &&
-		!errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
-		return err
-	}
-	log.Debug("termination message: atomic replace impossible, writing in place", "path", path, "reason", err)
-	// O_NOFOLLOW: a termination message path that is a symlink is never
-	// written through (the bind-mounted file is a real file).
-	f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|openNoFollow, 0)
-	if ferr != nil {
-		return errors.Join(err, ferr)
-	}
-	if _, werr := f.Write(data); werr != nil {
-		f.Close()
-		return werr
-	}
-	if fsync {
-		if serr := f.Sync(); serr != nil {
-			f.Close()
-			return serr
-		}
-	}
-	return f.Close()
 }

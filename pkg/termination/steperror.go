@@ -1,4 +1,4 @@
-package results
+package termination
 
 import (
 	"encoding/json"
@@ -48,5 +48,5 @@ func WriteStepError(path, msg string) error {
 	if err != nil {
 		return err
 	}
-	return writeMessage(path, data, false, slog.New(slog.DiscardHandler))
+	return Write(path, data, false, slog.New(slog.DiscardHandler))
 }
