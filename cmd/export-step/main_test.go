@@ -34,6 +34,7 @@ import (
 	"github.com/exportreport/exportreport/pkg/export"
 	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/test/distribution"
 )
 
 // binary is export-step, built once by TestMain.
@@ -420,12 +421,7 @@ func TestOCILayoutFlag(t *testing.T) {
 }
 
 func TestDaemonPrintsTheImageID(t *testing.T) {
-	if _, err := os.Stat("/var/run/docker.sock"); err != nil && os.Getenv("DOCKER_HOST") == "" {
-		if os.Getenv("CI") == "" {
-			t.Skipf("SKIPPED, NOT TESTED: no Docker engine (/var/run/docker.sock: %v); this fails when CI is set", err)
-		}
-		t.Fatalf("CI is set and there is no Docker engine: %v", err)
-	}
+	distribution.RequireDockerEngine(t)
 	var b [6]byte
 	_, err := rand.Read(b[:])
 	assert.NilError(t, err)

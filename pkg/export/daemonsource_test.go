@@ -17,6 +17,7 @@ import (
 	"gotest.tools/v3/assert"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/test/distribution"
 )
 
 // dockerAPIProxy is a TCP proxy to the Docker engine's socket that counts
@@ -29,7 +30,7 @@ type dockerAPIProxy struct {
 
 func newDockerAPIProxy(t *testing.T) *dockerAPIProxy {
 	t.Helper()
-	requireDockerEngine(t)
+	distribution.RequireDockerEngine(t)
 	sock := "/var/run/docker.sock"
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
 		if !strings.HasPrefix(h, "unix://") {

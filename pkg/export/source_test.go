@@ -33,6 +33,7 @@ import (
 
 	"github.com/exportreport/exportreport/pkg/badinput"
 	ourlayout "github.com/exportreport/exportreport/pkg/layout"
+	"github.com/exportreport/exportreport/test/distribution"
 )
 
 const srcTestDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -514,15 +515,7 @@ func TestOpenArchive(t *testing.T) {
 // is none and CI is unset.
 func srcDockerClient(t *testing.T) *client.Client {
 	t.Helper()
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		if _, err := os.Stat("/var/run/docker.sock"); err != nil {
-			if os.Getenv("CI") == "" {
-				t.Skip("SKIPPING docker-daemon tests: no /var/run/docker.sock and DOCKER_HOST unset (set CI=1 to make this a failure)")
-			}
-			t.Fatalf("CI is set but there is no Docker engine: %v", err)
-		}
-	}
+	distribution.RequireDockerEngine(t)
 	c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
 	assert.NilError(t, err)
 	t.Cleanup(func() { c.Close() })
