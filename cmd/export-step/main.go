@@ -135,13 +135,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string, fai
 		return o, err
 	}
 
+	// No IMAGE and -jobs below 1 are refused by export.Run, before it
+	// touches anything; a zero -timeout would mean its default there.
 	o.Tags = fs.Args()
-	if len(o.Tags) == 0 {
-		return o, errors.New("no destination IMAGE given; usage: export-step [flags] IMAGE [IMAGE...]")
-	}
-	if o.Jobs < 1 {
-		return o, fmt.Errorf("-jobs must be at least 1, got %d", o.Jobs)
-	}
 	if o.Timeout <= 0 {
 		return o, fmt.Errorf("-timeout must be positive, got %s", o.Timeout)
 	}
