@@ -10,18 +10,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/export"
@@ -62,15 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return fail(2, err)
 	}
-	// One logger for the export and for code that logs through slog's
-	// default: info, or warnings only with -quiet.
-	level := slog.LevelInfo
-	if opts.Quiet {
-		level = slog.LevelWarn
-	}
-	opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(opts.Logger)
-
+	// Logs (info, or warnings only with -quiet) and progress lines go to
+	// stderr through the one serialised writer export.Run makes of it.
 	rep, err := export.Run(ctx, opts)
 	if err != nil {
 		if errors.Is(err, badinput.Err) || errors.Is(err, report.ErrInvalid) {
@@ -144,7 +133,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string, fai
 	o.Insecure = insecureHosts
 
 	for _, a := range appends {
-		o.Edits.Append = append(o.Edits.Append, parseAppend(a))
+		o.Edits.Append = append(o.Edits.Append, export.ParseAppend(a))
 	}
 	for _, kv := range labels {
 		k, v, err := splitKV("-label", kv)
@@ -172,24 +161,10 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string, fai
 	o.Edits.Workdir = workdir.ptr()
 	o.Edits.User = user.ptr()
 
-	o.Edits.Created = time.Unix(0, 0).UTC()
-	if s := getenv("SOURCE_DATE_EPOCH"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return o, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative integer number of seconds since 1970", s)
-		}
-		o.Edits.Created = time.Unix(n, 0).UTC()
+	if o.Edits.Created, err = export.ParseSourceDateEpoch(getenv("SOURCE_DATE_EPOCH")); err != nil {
+		return o, err
 	}
 	return o, nil
-}
-
-// parseAppend splits DIR[:DEST] at the last ':' that starts an absolute
-// DEST, so "a:b/dir" is one directory and "dir:/opt/app" puts dir at /opt/app.
-func parseAppend(s string) export.AppendSpec {
-	if i := strings.LastIndex(s, ":/"); i > 0 {
-		return export.AppendSpec{Dir: s[:i], Dest: s[i+1:]}
-	}
-	return export.AppendSpec{Dir: s}
 }
 
 func splitKV(flagName, kv string) (string, string, error) {
@@ -223,23 +198,11 @@ func (o *optional) ptr() *string {
 	return &v
 }
 
-// command reads -entrypoint/-cmd: nil when not given; a JSON array of
-// strings when the value starts with '['; empty (clear) for ""; otherwise
-// the value is one element, never split on spaces (exec form, no shell).
+// command reads -entrypoint/-cmd: nil when not given, else
+// export.ParseCommand's reading of the value.
 func (o *optional) command(flagName string) ([]string, error) {
 	if !o.set {
 		return nil, nil
 	}
-	v := strings.TrimSpace(o.value)
-	if v == "" {
-		return []string{}, nil
-	}
-	if strings.HasPrefix(v, "[") {
-		out := []string{}
-		if err := json.Unmarshal([]byte(v), &out); err != nil {
-			return nil, fmt.Errorf("%s %q: not a JSON array of strings: %v", flagName, o.value, err)
-		}
-		return out, nil
-	}
-	return []string{o.value}, nil
+	return export.ParseCommand(flagName, o.value)
 }

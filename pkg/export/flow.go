@@ -270,7 +270,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 		if docker != nil {
 			sopts = append(sopts, WithDockerClient(docker), WithDaemonOptions(daemon.WithClient(docker), daemon.WithContext(ctx)))
 		}
-		sopts = append(sopts, WithCompression(p.compress))
+		sopts = append(sopts, WithCompression(p.compress), WithLogger(p.log))
 		if src.Transport == TransportDockerArchive || src.Transport == TransportDaemon {
 			// Layers compressed here are kept here until the export ends.
 			dir, err := os.MkdirTemp("", "export-step-")
@@ -290,7 +290,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 
 	if p.platform != nil {
 		var err error
-		if art, err = SelectPlatform(art, p.platform); err != nil {
+		if art, err = SelectPlatform(art, p.platform, p.log); err != nil {
 			return nil, err // names -platform
 		}
 	} else if _, isIndex := art.(v1.ImageIndex); isIndex && p.opts.Daemon {
@@ -299,13 +299,13 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 			return nil, err
 		}
 		p.log.Info("the source is an index; selecting the Docker daemon's platform", "platform", platform.String())
-		if art, err = SelectPlatform(art, platform); err != nil {
+		if art, err = SelectPlatform(art, platform, p.log); err != nil {
 			return nil, fmt.Errorf("-daemon: the source is an index, choosing the Docker daemon's platform %s (give -platform to choose another): %w", platform, err)
 		}
 	}
 	// Apply also fills -cache-dir; a cache failure there is only a warning.
 	var err error
-	if art, err = Apply(ctx, art, p.opts.Edits); err != nil {
+	if art, err = Apply(ctx, art, p.opts.Edits, p.log); err != nil {
 		return nil, err // names the flag at fault
 	}
 	switch art.(type) {

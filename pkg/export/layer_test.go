@@ -173,7 +173,7 @@ func TestLayerBadInput(t *testing.T) {
 			assert.ErrorIs(t, err, badinput.Err)
 			assert.ErrorContains(t, err, tc.wantErr)
 			// Apply reports the same, before touching the image.
-			_, err = Apply(context.Background(), srcImage(t, ""), Edits{Append: []AppendSpec{tc.spec}})
+			_, err = Apply(context.Background(), srcImage(t, ""), Edits{Append: []AppendSpec{tc.spec}}, nil)
 			assert.ErrorIs(t, err, badinput.Err)
 			assert.ErrorContains(t, err, tc.wantErr)
 		})

@@ -243,6 +243,7 @@ type sourceOptions struct {
 	docker      *client.Client
 	compression Compression
 	scratch     string
+	log         *slog.Logger
 }
 
 // WithCompression compresses the layers a docker-archive or the Docker
@@ -258,6 +259,12 @@ func WithCompression(c Compression) SourceOption {
 // read through go-containerregistry's daemon package.
 func WithScratchDir(dir string) SourceOption {
 	return func(o *sourceOptions) { o.scratch = dir }
+}
+
+// WithLogger sends Open's warnings (an OCI layout without its oci-layout
+// file, ...) to log; without it they are discarded.
+func WithLogger(log *slog.Logger) SourceOption {
+	return func(o *sourceOptions) { o.log = log }
 }
 
 // WithDockerClient reads docker-daemon: sources with c: with a scratch
@@ -300,13 +307,16 @@ func Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, erro
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
 	var (
 		a   Artifact
 		err error
 	)
 	switch src.Transport {
 	case TransportOCI:
-		a, err = openLayout(src)
+		a, err = openLayout(src, o.log)
 	case TransportDockerArchive:
 		a, err = openArchive(src, o)
 	case TransportDaemon:
@@ -328,7 +338,7 @@ func Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, erro
 
 // ---- OCI image layout ----
 
-func openLayout(src Source) (Artifact, error) {
+func openLayout(src Source, log *slog.Logger) (Artifact, error) {
 	dir := src.Path
 	fi, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -340,7 +350,7 @@ func openLayout(src Source) (Artifact, error) {
 	if !fi.IsDir() {
 		return nil, badinput.Errorf("%s is not a directory (an OCI image layout is one)", dir)
 	}
-	if err := checkOCILayoutFile(dir); err != nil {
+	if err := checkOCILayoutFile(dir, log); err != nil {
 		return nil, err
 	}
 	if err := checkLayoutTree(dir, false); err != nil {
@@ -410,7 +420,7 @@ func openLayout(src Source) (Artifact, error) {
 	return a, nil
 }
 
-func checkOCILayoutFile(dir string) error {
+func checkOCILayoutFile(dir string, log *slog.Logger) error {
 	p := filepath.Join(dir, "oci-layout")
 	raw, err := readMetadata(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -419,7 +429,7 @@ func checkOCILayoutFile(dir string) error {
 		if _, err := os.Lstat(filepath.Join(dir, "index.json")); err != nil {
 			return badinput.Errorf("%s is not an OCI image layout: it has neither oci-layout nor index.json", dir)
 		}
-		slog.Warn("OCI image layout has no oci-layout file; reading index.json anyway", "dir", dir)
+		log.Warn("OCI image layout has no oci-layout file; reading index.json anyway", "dir", dir)
 		return nil
 	}
 	if err != nil {
@@ -1177,7 +1187,9 @@ func ParsePlatform(s string) (*v1.Platform, error) {
 // when given, variant and os.version; arm64's variant v8 is its default). An
 // image is returned as it is if its config's platform matches. A nil p
 // returns a unchanged. No match is an badinput.Err error listing what there is.
-func SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error) {
+// An image whose config names no platform is returned with a warning to log
+// (nil: none).
+func SelectPlatform(a Artifact, p *v1.Platform, log *slog.Logger) (Artifact, error) {
 	if p == nil {
 		return a, nil
 	}
@@ -1202,7 +1214,9 @@ func SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error) {
 		}
 		have := v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant, OSVersion: cfg.OSVersion}
 		if have.OS == "" && have.Architecture == "" {
-			slog.Warn("the image config names no platform; using the image as it is", "platform", p.String())
+			if log != nil {
+				log.Warn("the image config names no platform; using the image as it is", "platform", p.String())
+			}
 			return a, nil
 		}
 		if !platformMatches(have, *p) {

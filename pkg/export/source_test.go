@@ -694,7 +694,7 @@ func TestSelectPlatform(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := ParsePlatform(tc.platform)
 			assert.NilError(t, err)
-			got, err := SelectPlatform(tc.in, p)
+			got, err := SelectPlatform(tc.in, p, nil)
 			if tc.wantErr != "" {
 				assert.ErrorIs(t, err, badinput.Err)
 				assert.ErrorContains(t, err, tc.wantErr)
@@ -708,13 +708,13 @@ func TestSelectPlatform(t *testing.T) {
 	}
 
 	t.Run("nil platform", func(t *testing.T) {
-		got, err := SelectPlatform(idx, nil)
+		got, err := SelectPlatform(idx, nil, nil)
 		assert.NilError(t, err)
 		assert.Equal(t, srcDigest(t, got), srcDigest(t, idx))
 	})
 	t.Run("image without a platform", func(t *testing.T) {
 		img := srcImage(t, "")
-		got, err := SelectPlatform(img, &v1.Platform{OS: "linux", Architecture: "amd64"})
+		got, err := SelectPlatform(img, &v1.Platform{OS: "linux", Architecture: "amd64"}, nil)
 		assert.NilError(t, err)
 		assert.Equal(t, srcDigest(t, got), srcDigest(t, img))
 	})
