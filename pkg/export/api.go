@@ -44,21 +44,36 @@ type AppendSpec struct {
 	Dest string
 }
 
-// Edits are the optional changes made to every image exported.
+// Edits are the optional changes made to every image exported. The zero
+// value changes nothing; each field says what its zero value does.
 type Edits struct {
-	Append     []AppendSpec
-	Labels     map[string]string
-	Env        []string // KEY=VALUE, set or replace
-	Entrypoint []string // nil leaves it unchanged; empty slice clears it
-	Cmd        []string // nil leaves it unchanged; empty slice clears it
-	Workdir    *string
-	User       *string
+	// Append adds each directory as one reproducible layer (-append), in
+	// order; nil adds none.
+	Append []AppendSpec
+	// Labels sets config labels (-label), replacing any of the same key;
+	// nil sets none.
+	Labels map[string]string
+	// Env sets config environment variables, KEY=VALUE (-env), replacing
+	// any of the same key; nil sets none.
+	Env []string
+	// Entrypoint replaces the config's entrypoint (-entrypoint, see
+	// ParseCommand); nil leaves it unchanged, an empty slice clears it.
+	Entrypoint []string
+	// Cmd replaces the config's cmd (-cmd); nil leaves it unchanged, an
+	// empty slice clears it.
+	Cmd []string
+	// Workdir sets the working directory (-workdir); nil leaves it.
+	Workdir *string
+	// User sets the user (-user); nil leaves it.
+	User *string
 	// Created is the time for new layers' files and the config's created
-	// field: SOURCE_DATE_EPOCH when set, else the Unix epoch, so that the same
-	// inputs give the same digest.
+	// field: SOURCE_DATE_EPOCH when set (see ParseSourceDateEpoch); the zero
+	// value means the Unix epoch, so that the same inputs give the same
+	// digest.
 	Created time.Time
 	// CacheDir, when set, caches compressed -append layers keyed by the
-	// directory's content, so an unchanged directory is not compressed again.
+	// directory's content, so an unchanged directory is not compressed
+	// again; "" caches nothing.
 	CacheDir string
 }
 

@@ -320,11 +320,9 @@ func TestCompressedReExport(t *testing.T) {
 // upload does not wait for the others' compression (the manifest, which
 // needs every layer, is built only for its PUT).
 func TestStreamedUploadStartsBeforeTheLastLayerIsCompressed(t *testing.T) {
-	prev := layerJobs
-	layerJobs = 1 // one layer compressed at a time, in order
-	t.Cleanup(func() { layerJobs = prev })
 	arch := writeRawArchive(t, t.TempDir(), "app:1", 11, 100, 8<<20)
-	img, err := Open(context.Background(), Source{Transport: TransportDockerArchive, Path: arch.path}, WithScratchDir(t.TempDir()))
+	img, err := Open(context.Background(), Source{Transport: TransportDockerArchive, Path: arch.path}, WithScratchDir(t.TempDir()),
+		WithCompressJobs(1)) // one layer compressed at a time, in order
 	assert.NilError(t, err)
 	ls, ok := img.(layerStreamer)
 	assert.Assert(t, ok, "%T is not a layerStreamer", img)

@@ -229,5 +229,5 @@ func (s saveStream) image(o sourceOptions) (Artifact, error) {
 		l.once.Do(func() {}) // compressed already
 		layers[i] = l
 	}
-	return newRawImage(rawCfg, layers, o.compression)
+	return newRawImage(rawCfg, layers, o.compression, o.compressJobs)
 }

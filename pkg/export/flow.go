@@ -34,64 +34,79 @@ const DefaultTimeout = 10 * time.Minute
 const UserAgent = "exportreport/export-step"
 
 // Options describe one export: where the image comes from, how it is
-// edited, where it goes and where the report is written. The zero value of
-// every optional field is a sensible default; Tags, Jobs and one of Source or
-// Artifact are required.
+// edited, where it goes and where the report is written. Each field says
+// what its zero value does. Three have no usable zero value: Tags, Jobs,
+// and one of Source or Artifact; Run refuses the zero value of each with
+// an error wrapping badinput.Err. A command fills Options from its flags
+// (cmd/export-step) and calls Run once.
 type Options struct {
 	// Source is a -source value (see ParseSource). Exactly one of Source and
-	// Artifact is set.
+	// Artifact is set; "" means Artifact is.
 	Source string
 	// Artifact, instead of Source, exports an image or index the caller has
-	// already built (library use: no source is opened).
+	// already built (library use: no source is opened); nil means Source is.
 	Artifact Artifact
 
 	// Tags are the destination references, fully qualified or not; the first
-	// is the primary one. Each must be a tag (not a digest). At least one.
+	// is the primary one. Each must be a tag (not a digest). Required: nil
+	// or empty is refused.
 	Tags []string
-	// Daemon writes to the Docker daemon instead of a registry.
+	// Daemon writes to the Docker daemon instead of a registry; false
+	// pushes to the registries of Tags.
 	Daemon bool
 	// OCILayout, when set, also writes the result into the OCI image layout
-	// at this directory (created if missing).
+	// at this directory (created if missing); "" writes no layout.
 	OCILayout string
 	// Platform ("os/arch[/variant]") selects one image from an index source.
-	// Empty exports the whole index, or, with Daemon, the daemon's platform.
+	// "" exports the whole index, or, with Daemon, the daemon's platform.
 	Platform string
-	// Edits are applied to the source before it is written.
+	// Edits are applied to the source before it is written; the zero
+	// value changes nothing (see Edits for each of its fields).
 	Edits Edits
 
-	// ReportPath is where report.toml goes; empty means report.DefaultPath.
+	// ReportPath is where report.toml goes; "" means report.DefaultPath.
 	ReportPath string
-	// ReportSchema is the report spelling; empty means report.SchemaRFC.
+	// ReportSchema is the report spelling; "" means report.SchemaRFC.
 	ReportSchema report.Schema
 
 	// Insecure lists registry hosts ("host" or "host:port") spoken to over
 	// plain HTTP or TLS without certificate verification, matched by
 	// insecureregistry.Hosts.Match (case-insensitive; a host without a port
-	// matches every port of that host); nothing else is affected.
+	// matches every port of that host); nothing else is affected. nil: every
+	// registry is spoken to over verified TLS.
 	Insecure []string
-	// Jobs bounds parallel blob uploads per repository (>= 1).
+	// Jobs bounds parallel blob uploads per repository. Required: below 1
+	// (the zero value included) is refused; DefaultJobs is -jobs' default.
 	Jobs int
 	// Compression compresses the layers a docker-archive or the Docker
-	// daemon holds uncompressed (-compression); empty means gzip. Layers
+	// daemon holds uncompressed (-compression); "" means gzip. Layers
 	// a source holds compressed are pushed as they are.
 	Compression Compression
-	// Quiet turns off progress lines and info logs.
+	// Quiet turns off progress lines and, for the logger Run makes, info
+	// logs (warnings only); false prints both.
 	Quiet bool
-	// Stderr receives progress lines and logs; nil means os.Stderr.
+	// Stderr receives progress lines, and logs when Logger is nil; nil
+	// means os.Stderr. Run serialises its writes, so progress lines and log
+	// lines never interleave.
 	Stderr io.Writer
-	// Logger, when set, is used for logs instead of one writing to Stderr.
+	// Logger receives every log line of the export (the source, the edits
+	// and their layer cache, the push, the daemon, the report). nil means a
+	// text logger on Stderr (info level, warnings only with Quiet), writing
+	// through the same serialised writer as the progress lines; a Logger
+	// given here that writes to Stderr too is the caller's to serialise.
 	Logger *slog.Logger
 	// Keychain resolves registry credentials; nil means authn.DefaultKeychain
 	// (the Docker config: DOCKER_CONFIG or ~/.docker/config.json).
 	Keychain authn.Keychain
 
 	// Transport, when set, replaces the default HTTP transport for registry
-	// requests (tests); the per-host TLS policy of Insecure then is the
-	// transport's own business.
+	// requests (tests, proxies); the per-host TLS policy of Insecure and
+	// IdleTimeout are then the transport's own business. nil means a clone
+	// of remote.DefaultTransport with that policy.
 	Transport http.RoundTripper
 	// RetryBackoff overrides the backoff for transient registry failures
-	// (5xx, 429, 408, resets, timeouts); the zero value means the default:
-	// 500ms doubling, at most 5 tries, capped at 10s between tries.
+	// (5xx, 429, 408, resets, timeouts); the zero value (Steps 0) means the
+	// default: 500ms doubling, at most 5 tries, capped at 10s between tries.
 	RetryBackoff remote.Backoff
 
 	// IdleTimeout fails a registry connection on which no byte moved for
@@ -101,11 +116,12 @@ type Options struct {
 	// Timeout is the whole export's time budget, from the first request to
 	// the report: retries, Retry-After waits and stalled connections
 	// (IdleTimeout) included; a retry that would come after it is not
-	// made. Zero means DefaultTimeout.
+	// made. Zero means DefaultTimeout; below zero is refused.
 	Timeout time.Duration
 
-	// progressInterval overrides the 1s progress period (tests).
-	progressInterval time.Duration
+	// ProgressInterval is how often a progress line is printed during a
+	// push; zero means every second. Ignored with Quiet.
+	ProgressInterval time.Duration
 }
 
 // defaultRetryBackoff is a capped exponential backoff: 0.5s, 1s, 2s, 4s.
@@ -223,7 +239,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 			jobs:      opts.Jobs,
 			backoff:   p.backoff,
 			progress:  p.progressWriter(),
-			interval:  p.opts.progressInterval,
+			interval:  p.opts.ProgressInterval,
 			log:       p.log,
 		})
 		if err != nil {

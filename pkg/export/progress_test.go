@@ -51,7 +51,7 @@ func TestRunProgress(t *testing.T) {
 		reg := newTestRegistry(t, throttle)
 		stderr := &bytes.Buffer{}
 		opts := testOptions(t, img, reg.ref("app:1"))
-		opts.Quiet, opts.Stderr, opts.progressInterval = false, stderr, 20*time.Millisecond
+		opts.Quiet, opts.Stderr, opts.ProgressInterval = false, stderr, 20*time.Millisecond
 		_, err := Run(context.Background(), opts)
 		assert.NilError(t, err)
 
@@ -78,7 +78,7 @@ func TestRunProgress(t *testing.T) {
 		stderr := &bytes.Buffer{}
 		opts := testOptions(t, nil, reg.ref("app:1"))
 		opts.Artifact, opts.Source = nil, "oci:"+dir
-		opts.Quiet, opts.Stderr, opts.progressInterval = false, stderr, 20*time.Millisecond
+		opts.Quiet, opts.Stderr, opts.ProgressInterval = false, stderr, 20*time.Millisecond
 		_, err = Run(context.Background(), opts)
 		assert.NilError(t, err)
 		var total int64
@@ -99,7 +99,7 @@ func TestRunProgress(t *testing.T) {
 		reg := newTestRegistry(t, throttle)
 		stderr := &bytes.Buffer{}
 		opts := testOptions(t, img, reg.ref("app:1"))
-		opts.Quiet, opts.Stderr, opts.progressInterval = true, stderr, 20*time.Millisecond
+		opts.Quiet, opts.Stderr, opts.ProgressInterval = true, stderr, 20*time.Millisecond
 		_, err := Run(context.Background(), opts)
 		assert.NilError(t, err)
 		assert.Equal(t, stderr.String(), "")
@@ -224,7 +224,7 @@ func TestProgressAfterPushReturned(t *testing.T) {
 			late := &lateReader{next: http.DefaultTransport}
 			opts := testOptions(t, tc.art, reg.ref("app:1"))
 			opts.Transport = late
-			opts.Quiet, opts.progressInterval = false, time.Millisecond
+			opts.Quiet, opts.ProgressInterval = false, time.Millisecond
 			_, err := Run(context.Background(), opts)
 			assert.NilError(t, err)
 			assert.Assert(t, len(late.bodies) > 0, "no blob upload was left unread")

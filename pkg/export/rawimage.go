@@ -154,15 +154,20 @@ type rawImage struct {
 }
 
 // newRawImage returns the image; with codec zstd, or a layer the source
-// holds as zstd, its manifest is OCI's.
-func newRawImage(config []byte, layers []*rawLayer, codec Compression) (v1.Image, error) {
+// holds as zstd, its manifest is OCI's. At most jobs layers (zero: one per
+// core) are compressed at once; each is compressed on every core already
+// (pgzip's blocks, zstd's goroutines).
+func newRawImage(config []byte, layers []*rawLayer, codec Compression, jobs int) (v1.Image, error) {
 	img := &rawImage{config: config, layers: layers, oci: codec == CompressionZstd}
 	for _, l := range layers {
 		if l.held == CompressionZstd {
 			img.oci = true
 		}
 	}
-	slots := make(chan struct{}, layerJobs)
+	if jobs < 1 {
+		jobs = max(1, runtime.GOMAXPROCS(0))
+	}
+	slots := make(chan struct{}, jobs)
 	for _, l := range layers {
 		l.oci, l.slots = img.oci, slots
 	}
@@ -173,8 +178,6 @@ func newRawImage(config []byte, layers []*rawLayer, codec Compression) (v1.Image
 	return &streamingImage{Image: v, raw: img}, nil
 }
 
-// layerJobs bounds the layers of an image compressed at once; each is
-// compressed on every core already (pgzip's blocks, zstd's goroutines).
 // layerStreamer is an image whose layers are compressed when first asked
 // for: the push uploads each as soon as it is ready (streamBlobs) rather
 // than wait for the manifest, which needs them all.
@@ -298,5 +301,3 @@ type readCloser struct {
 }
 
 func (r *readCloser) Close() error { return r.close() }
-
-var layerJobs = max(1, runtime.GOMAXPROCS(0))

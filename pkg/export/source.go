@@ -237,19 +237,27 @@ func detectSource(s string) (Source, error) {
 type SourceOption func(*sourceOptions)
 
 type sourceOptions struct {
-	remote      []remote.Option
-	name        []name.Option
-	daemon      []daemon.Option
-	docker      *client.Client
-	compression Compression
-	scratch     string
-	log         *slog.Logger
+	remote       []remote.Option
+	name         []name.Option
+	daemon       []daemon.Option
+	docker       *client.Client
+	compression  Compression
+	compressJobs int
+	scratch      string
+	log          *slog.Logger
 }
 
 // WithCompression compresses the layers a docker-archive or the Docker
 // daemon holds uncompressed with c (default gzip).
 func WithCompression(c Compression) SourceOption {
 	return func(o *sourceOptions) { o.compression = c }
+}
+
+// WithCompressJobs bounds how many of an image's layers held uncompressed
+// are compressed at once (n < 1: one per core, the default); each is
+// compressed on every core already.
+func WithCompressJobs(n int) SourceOption {
+	return func(o *sourceOptions) { o.compressJobs = n }
 }
 
 // WithScratchDir keeps the layers a source holds uncompressed, once
@@ -903,7 +911,7 @@ func archiveRawImage(p string, d tarball.Descriptor, entries archiveEntries, o s
 			scratch: o.scratch,
 		}
 	}
-	return newRawImage(rawCfg, layers, o.compression)
+	return newRawImage(rawCfg, layers, o.compression, o.compressJobs)
 }
 
 // archiveEntry is where a file of a docker-archive sits in it, or what it
