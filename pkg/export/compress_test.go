@@ -331,11 +331,11 @@ func TestStreamedUploadStartsBeforeTheLastLayerIsCompressed(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, len(blobs), 3) // two layers, the config
 	// The first layer is ready without the second being compressed.
-	assert.NilError(t, blobs[0].resolve())
+	assert.NilError(t, blobs[0].Resolve())
 	raw := img.(*streamingImage).raw
 	assert.Assert(t, raw.layers[0].blob.digest != v1.Hash{})
 	assert.Equal(t, raw.layers[1].blob.digest, v1.Hash{}, "the second layer was compressed before it was asked for")
-	assertLayerDigest(t, blobs[0].layer)
+	assertLayerDigest(t, blobs[0].Layer)
 }
 
 func mustRepo(t *testing.T, s string) name.Repository {

@@ -20,6 +20,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
 	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
 )
@@ -32,6 +33,10 @@ const DefaultTimeout = 10 * time.Minute
 
 // UserAgent is sent to registries.
 const UserAgent = "exportreport/export-step"
+
+// DefaultIdleTimeout is how long a registry connection may go without a
+// byte moving either way before it is given up (Options.IdleTimeout).
+const DefaultIdleTimeout = registry.DefaultIdleTimeout
 
 // Options describe one export: where the image comes from, how it is
 // edited, where it goes and where the report is written. Each field says
@@ -183,7 +188,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	rep, err := p.run(ctx)
 	switch {
 	case err == nil:
-	case errors.Is(err, errBudget):
+	case errors.Is(err, registry.ErrBudget):
 		return nil, fmt.Errorf("-timeout %s: %w", p.timeout, err)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, fmt.Errorf("-timeout %s: the export did not finish within its time budget: %w", p.timeout, err)
@@ -209,7 +214,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 	if idle == 0 {
 		idle = DefaultIdleTimeout
 	}
-	rt := withRetryAfter(newRegistryTransport(opts.Transport, p.insecure, idle))
+	rt := registry.WithRetryAfter(registry.NewTransport(opts.Transport, p.insecure, idle))
 
 	art, err := p.open(ctx, docker, rt)
 	if err != nil {
@@ -275,8 +280,8 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 		sopts := []SourceOption{
 			WithRemoteOptions(remote.WithContext(ctx), remote.WithAuthFromKeychain(p.keychain),
 				remote.WithTransport(rt), remote.WithUserAgent(UserAgent), remote.WithJobs(p.opts.Jobs),
-				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(retryStatusCodes...),
-				remote.WithRetryPredicate(isTransient)),
+				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(registry.RetryStatusCodes...),
+				remote.WithRetryPredicate(registry.IsTransient)),
 		}
 		if src.Transport == TransportRemote {
 			if ref, err := name.ParseReference(src.Ref); err == nil && p.insecure.Match(ref.Context().RegistryStr()) {

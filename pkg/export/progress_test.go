@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -127,15 +128,15 @@ func TestFormatBytes(t *testing.T) {
 
 func TestPrintProgressThrottles(t *testing.T) {
 	var out bytes.Buffer
-	c := &progressCounter{}
-	c.total.Add(100)
+	c := &registry.Counter{}
+	c.Total.Add(100)
 	stop := printProgress(&out, "reg/app", c, time.Hour)
 	for range 100 {
-		c.done.Add(1)
+		c.Done.Add(1)
 	}
 	stop()
 	stop()        // twice is harmless
-	c.done.Add(1) // and so is counting after it
+	c.Done.Add(1) // and so is counting after it
 	assert.Equal(t, out.String(), "", "a push shorter than the interval prints nothing")
 }
 

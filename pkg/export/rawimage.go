@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
 )
 
 // Images of the sources that may hold their layers uncompressed: a
@@ -183,9 +184,9 @@ func newRawImage(config []byte, layers []*rawLayer, codec Compression, jobs int)
 // than wait for the manifest, which needs them all.
 type layerStreamer interface {
 	// streamBlobs lists the layers and the config to upload, each blob
-	// once; a layer's digest and size are learnt (blob.resolve) when it is
+	// once; a layer's digest and size are learnt (registry.Blob.Resolve) when it is
 	// compressed.
-	streamBlobs(from name.Repository) ([]blob, error)
+	streamBlobs(from name.Repository) ([]registry.Blob, error)
 	// manifestSizeBound is at least the size the manifest will have.
 	manifestSizeBound() int
 }
@@ -196,8 +197,8 @@ type streamingImage struct {
 	raw *rawImage
 }
 
-func (s *streamingImage) streamBlobs(from name.Repository) ([]blob, error) {
-	var out []blob
+func (s *streamingImage) streamBlobs(from name.Repository) ([]registry.Blob, error) {
+	var out []registry.Blob
 	seen := map[string]bool{}
 	for _, l := range s.raw.layers {
 		if l.key != "" && seen[l.key] {
@@ -208,7 +209,7 @@ func (s *streamingImage) streamBlobs(from name.Repository) ([]blob, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, blob{layer: vl, from: from})
+		out = append(out, registry.Blob{Layer: vl, From: from})
 	}
 	cl, err := partial.ConfigLayer(s.Image)
 	if err != nil {
@@ -218,7 +219,7 @@ func (s *streamingImage) streamBlobs(from name.Repository) ([]blob, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, blob{layer: cl, d: d, size: int64(len(s.raw.config)), from: from}), nil
+	return append(out, registry.Blob{Layer: cl, Digest: d, Size: int64(len(s.raw.config)), From: from}), nil
 }
 
 // manifestSizeBound is the size of the manifest with every layer of the

@@ -1,4 +1,4 @@
-package export
+package registry
 
 import (
 	"context"
@@ -21,14 +21,14 @@ import (
 // byte moving either way before it is given up (Options.IdleTimeout).
 const DefaultIdleTimeout = 2 * time.Minute
 
-// newRegistryTransport returns base, or when nil a clone of
+// NewTransport returns base, or when nil a clone of
 // remote.DefaultTransport that verifies TLS for every host except the
 // insecure ones. TLS verification is switched off per request host, never
 // globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
 // Its connections fail after idle (if > 0) without a byte read or written
 // (a stalled registry): the request then fails like a reset, and is
 // retried or fails the export.
-func newRegistryTransport(base http.RoundTripper, insecureHosts insecureregistry.Hosts, idle time.Duration) http.RoundTripper {
+func NewTransport(base http.RoundTripper, insecureHosts insecureregistry.Hosts, idle time.Duration) http.RoundTripper {
 	if base != nil {
 		return base
 	}
@@ -154,7 +154,7 @@ func (t *hostTLSTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 const maxRetryAfter = 10 * time.Second
 
 // retryHint is where retryAfterTransport leaves a registry's Retry-After
-// for the retry loop above it (retryTransient), which puts a fresh one into
+// for the retry loop above it (Retry), which puts a fresh one into
 // the context of each try and waits at least that long before the next.
 type retryHint struct {
 	mu   sync.Mutex
@@ -175,7 +175,7 @@ func (h *retryHint) get() time.Duration {
 	return h.wait
 }
 
-// withRetryAfter makes a 429 or 503 response carrying Retry-After delay the
+// WithRetryAfter makes a 429 or 503 response carrying Retry-After delay the
 // next try of its request, capped at maxRetryAfter. Under export-step's own
 // retry loop (a retryHint in the request's context) it only tells the loop,
 // which waits; it never retries anything itself. Under go-containerregistry's
@@ -183,7 +183,7 @@ func (h *retryHint) get() time.Duration {
 // which know nothing of Retry-After, the response is held back that long,
 // but never past the context's deadline (the export's time budget), and a
 // cancelled request ends the wait.
-func withRetryAfter(next http.RoundTripper) http.RoundTripper {
+func WithRetryAfter(next http.RoundTripper) http.RoundTripper {
 	return &retryAfterTransport{next: next, now: time.Now}
 }
 
