@@ -1,4 +1,4 @@
-// Package insecure holds the -insecure-registry flag shared by the commands:
+// Package insecureregistry holds the -insecure-registry flag shared by the commands:
 // the registry hosts spoken to over plain HTTP or unverified TLS, and the
 // one rule deciding whether a registry is one of them (Match), which
 // export-step and report2results both apply.
