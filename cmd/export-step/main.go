@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	var failureMessage string // -failure-message, once parsed
 	fail := func(code int, err error) int {
 		// One line, whatever the error carries (a registry's body, a join).
-		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+		msg := badinput.Fold(strings.ReplaceAll(err.Error(), "\n", "; "))
 		fmt.Fprintf(stderr, "export-step: %s\n", msg)
 		if failureMessage != "" {
 			if werr := termination.WriteStepError(failureMessage, "export-step: "+msg); werr != nil {
