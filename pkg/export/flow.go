@@ -20,6 +20,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/pkg/export/internal/dockerdaemon"
 	"github.com/exportreport/exportreport/pkg/export/internal/registry"
 	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
@@ -204,7 +205,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 
 	var docker *client.Client
 	if opts.Daemon || (p.source != nil && p.source.Transport == TransportDaemon) {
-		docker, err = newDockerClient()
+		docker, err = dockerdaemon.NewClient()
 		if err != nil {
 			return nil, err
 		}
@@ -231,7 +232,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 		if !ok {
 			return nil, badinput.Errorf("-daemon needs a single image, the source is an index; choose one with -platform")
 		}
-		id, err := writeDaemon(ctx, docker, img, p.tags, p.log)
+		id, err := dockerdaemon.Write(ctx, docker, img, p.tags, p.log)
 		if err != nil {
 			return nil, err
 		}
@@ -315,7 +316,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 			return nil, err // names -platform
 		}
 	} else if _, isIndex := art.(v1.ImageIndex); isIndex && p.opts.Daemon {
-		platform, err := daemonPlatform(ctx, docker)
+		platform, err := dockerdaemon.Platform(ctx, docker)
 		if err != nil {
 			return nil, err
 		}
