@@ -34,7 +34,7 @@ func openDaemon(ctx context.Context, src Source, o sourceOptions) (Artifact, err
 	return img, nil
 }
 
-// openDaemonSaved reads src with one image save (daemonsource.go).
+// openDaemonSaved reads src with one image save (source_daemon_save.go).
 func openDaemonSaved(ctx context.Context, src Source, o sourceOptions) (Artifact, error) {
 	ref, err := name.ParseReference(src.Ref, o.name...)
 	if err != nil {

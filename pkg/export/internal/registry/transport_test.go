@@ -170,7 +170,7 @@ func TestIsTransient(t *testing.T) {
 	}
 }
 
-// TestRetryTransient: tries, waits (Retry-After when longer than the
+// TestRetryTransient (Retry): tries, waits (Retry-After when longer than the
 // backoff), and the time budget: a wait that would end after the context's
 // deadline is not begun.
 func TestRetryTransient(t *testing.T) {
