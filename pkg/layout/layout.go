@@ -16,7 +16,6 @@ package layout
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -166,12 +165,7 @@ func (o *options) transportFor(host string) http.RoundTripper {
 	if !ok {
 		return base
 	}
-	t = t.Clone()
-	if t.TLSClientConfig == nil {
-		t.TLSClientConfig = &tls.Config{}
-	}
-	t.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // asked for with -insecure-registry, for this host only
-	return t
+	return insecureregistry.Unverified(t)
 }
 
 // digestReference turns a tag into REPOSITORY@digest, marking the registry

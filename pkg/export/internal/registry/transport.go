@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -46,12 +45,7 @@ func NewTransport(base http.RoundTripper, insecureHosts insecureregistry.Hosts, 
 	if len(insecureHosts) == 0 {
 		return secure
 	}
-	unverified := secure.Clone()
-	if unverified.TLSClientConfig == nil {
-		unverified.TLSClientConfig = &tls.Config{}
-	}
-	unverified.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only for hosts given with -insecure-registry
-	return &hostTLSTransport{secure: secure, unverified: unverified, insecure: insecureHosts}
+	return &hostTLSTransport{secure: secure, unverified: insecureregistry.Unverified(secure), insecure: insecureHosts}
 }
 
 // idleConn fails once no byte has moved in either direction for idle. Every
