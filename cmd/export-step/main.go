@@ -10,23 +10,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/export"
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
-	"github.com/exportreport/exportreport/pkg/results"
+	"github.com/exportreport/exportreport/pkg/termination"
 )
 
 func main() {
@@ -45,10 +42,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	var failureMessage string // -failure-message, once parsed
 	fail := func(code int, err error) int {
 		// One line, whatever the error carries (a registry's body, a join).
-		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+		msg := badinput.Fold(strings.ReplaceAll(err.Error(), "\n", "; "))
 		fmt.Fprintf(stderr, "export-step: %s\n", msg)
 		if failureMessage != "" {
-			if werr := results.WriteStepError(failureMessage, "export-step: "+msg); werr != nil {
+			if werr := termination.WriteStepError(failureMessage, "export-step: "+msg); werr != nil {
 				fmt.Fprintf(stderr, "export-step: -failure-message %s: %v\n", failureMessage, werr)
 			}
 		}
@@ -61,18 +58,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return fail(2, err)
 	}
-	// One logger for the export and for code that logs through slog's
-	// default: info, or warnings only with -quiet.
-	level := slog.LevelInfo
-	if opts.Quiet {
-		level = slog.LevelWarn
-	}
-	opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(opts.Logger)
-
+	// Logs (info, or warnings only with -quiet) and progress lines go to
+	// stderr through the one serialised writer export.Run makes of it.
 	rep, err := export.Run(ctx, opts)
 	if err != nil {
-		if errors.Is(err, export.ErrBadInput) || errors.Is(err, report.ErrInvalid) {
+		if errors.Is(err, badinput.Err) || errors.Is(err, report.ErrInvalid) {
 			return fail(2, err)
 		}
 		return fail(1, err)
@@ -100,7 +90,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string, fai
 	o := export.Options{Stderr: stderr}
 	var (
 		appends, labels, envs          list
-		insecureHosts                  insecure.Hosts
+		insecureHosts                  insecureregistry.Hosts
 		entrypoint, cmd, workdir, user optional
 	)
 	fs.StringVar(&o.Source, "source", "", "`SOURCE`: oci:DIR[:TAG|@DIGEST] | docker-archive:FILE | docker-daemon:REF | docker://REF | PATH (auto-detected)")
@@ -134,20 +124,16 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string, fai
 		return o, err
 	}
 
+	// No IMAGE and -jobs below 1 are refused by export.Run, before it
+	// touches anything; a zero -timeout would mean its default there.
 	o.Tags = fs.Args()
-	if len(o.Tags) == 0 {
-		return o, errors.New("no destination IMAGE given; usage: export-step [flags] IMAGE [IMAGE...]")
-	}
-	if o.Jobs < 1 {
-		return o, fmt.Errorf("-jobs must be at least 1, got %d", o.Jobs)
-	}
 	if o.Timeout <= 0 {
 		return o, fmt.Errorf("-timeout must be positive, got %s", o.Timeout)
 	}
 	o.Insecure = insecureHosts
 
 	for _, a := range appends {
-		o.Edits.Append = append(o.Edits.Append, parseAppend(a))
+		o.Edits.Append = append(o.Edits.Append, export.ParseAppend(a))
 	}
 	for _, kv := range labels {
 		k, v, err := splitKV("-label", kv)
@@ -175,24 +161,10 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string, fai
 	o.Edits.Workdir = workdir.ptr()
 	o.Edits.User = user.ptr()
 
-	o.Edits.Created = time.Unix(0, 0).UTC()
-	if s := getenv("SOURCE_DATE_EPOCH"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return o, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative integer number of seconds since 1970", s)
-		}
-		o.Edits.Created = time.Unix(n, 0).UTC()
+	if o.Edits.Created, err = export.ParseSourceDateEpoch(getenv("SOURCE_DATE_EPOCH")); err != nil {
+		return o, err
 	}
 	return o, nil
-}
-
-// parseAppend splits DIR[:DEST] at the last ':' that starts an absolute
-// DEST, so "a:b/dir" is one directory and "dir:/opt/app" puts dir at /opt/app.
-func parseAppend(s string) export.AppendSpec {
-	if i := strings.LastIndex(s, ":/"); i > 0 {
-		return export.AppendSpec{Dir: s[:i], Dest: s[i+1:]}
-	}
-	return export.AppendSpec{Dir: s}
 }
 
 func splitKV(flagName, kv string) (string, string, error) {
@@ -226,23 +198,11 @@ func (o *optional) ptr() *string {
 	return &v
 }
 
-// command reads -entrypoint/-cmd: nil when not given; a JSON array of
-// strings when the value starts with '['; empty (clear) for ""; otherwise
-// the value is one element, never split on spaces (exec form, no shell).
+// command reads -entrypoint/-cmd: nil when not given, else
+// export.ParseCommand's reading of the value.
 func (o *optional) command(flagName string) ([]string, error) {
 	if !o.set {
 		return nil, nil
 	}
-	v := strings.TrimSpace(o.value)
-	if v == "" {
-		return []string{}, nil
-	}
-	if strings.HasPrefix(v, "[") {
-		out := []string{}
-		if err := json.Unmarshal([]byte(v), &out); err != nil {
-			return nil, fmt.Errorf("%s %q: not a JSON array of strings: %v", flagName, o.value, err)
-		}
-		return out, nil
-	}
-	return []string{o.value}, nil
+	return export.ParseCommand(flagName, o.value)
 }

@@ -32,7 +32,9 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/exportreport/exportreport/pkg/export"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/test/distribution"
 )
 
 // binary is export-step, built once by TestMain.
@@ -130,7 +132,7 @@ func sourceLayout(t *testing.T, img v1.Image) string {
 	dir := filepath.Join(t.TempDir(), "src")
 	p, err := layout.Write(dir, empty.Index)
 	assert.NilError(t, err)
-	assert.NilError(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "latest"})))
+	assert.NilError(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "latest"})))
 	return dir
 }
 
@@ -414,17 +416,12 @@ func TestOCILayoutFlag(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, len(im.Manifests), 1)
 	assert.Equal(t, im.Manifests[0].Digest.String(), digest(t, img))
-	assert.Equal(t, im.Manifests[0].Annotations[export.AnnotationRefName], "v1")
-	assert.Equal(t, im.Manifests[0].Annotations[export.AnnotationImageName], reg.host+"/app:v1")
+	assert.Equal(t, im.Manifests[0].Annotations[ourlayout.AnnotationRefName], "v1")
+	assert.Equal(t, im.Manifests[0].Annotations[ourlayout.AnnotationImageName], reg.host+"/app:v1")
 }
 
 func TestDaemonPrintsTheImageID(t *testing.T) {
-	if _, err := os.Stat("/var/run/docker.sock"); err != nil && os.Getenv("DOCKER_HOST") == "" {
-		if os.Getenv("CI") == "" {
-			t.Skipf("SKIPPED, NOT TESTED: no Docker engine (/var/run/docker.sock: %v); this fails when CI is set", err)
-		}
-		t.Fatalf("CI is set and there is no Docker engine: %v", err)
-	}
+	distribution.RequireDockerEngine(t)
 	var b [6]byte
 	_, err := rand.Read(b[:])
 	assert.NilError(t, err)

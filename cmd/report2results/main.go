@@ -17,7 +17,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/pkg/results"
@@ -33,7 +34,7 @@ func run(args []string, stderr io.Writer) int {
 	var o results.Options
 	var from pushed.FromList
 	var list string
-	var insecure insecure.Hosts
+	var insecureHosts insecureregistry.Hosts
 	var quiet bool
 	fs := flag.NewFlagSet("report2results", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -58,7 +59,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.IntVar(&o.MaxResultSize, "max-result-size", results.DefaultMaxResultSize, "the results' size budget `N` in bytes: Tekton's max-result-size (4096, the termination message; larger with results-from: sidecar-logs, per result)")
 	fs.BoolVar(&o.Offline, "offline", false, "never contact a registry")
 	fs.BoolVar(&o.Fsync, "fsync", false, "fsync every file written (for an -oci-layout on a volume that must survive a node crash); without it files are still replaced atomically")
-	fs.Var(&insecure, "insecure-registry", "plain HTTP / unverified TLS for `HOST`[:PORT] only (repeatable, or comma-separated)")
+	fs.Var(&insecureHosts, "insecure-registry", "plain HTTP / unverified TLS for `HOST`[:PORT] only (repeatable, or comma-separated)")
 	fs.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -88,7 +89,7 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	o.Kinds = kinds
-	o.InsecureRegistries = insecure
+	o.InsecureRegistries = insecureHosts
 	o.From, o.ReportPath = from, reportPath
 	level := slog.LevelInfo
 	if quiet {
@@ -101,7 +102,7 @@ func run(args []string, stderr io.Writer) int {
 	if err := results.Run(ctx, o); err != nil {
 		// One line, whatever a wrapped error carries.
 		fmt.Fprintf(stderr, "report2results: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
-		if errors.Is(err, results.ErrBadInput) || errors.Is(err, report.ErrInvalid) {
+		if errors.Is(err, badinput.Err) || errors.Is(err, report.ErrInvalid) {
 			return 2
 		}
 		return 1

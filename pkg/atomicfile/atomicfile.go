@@ -25,17 +25,27 @@ import (
 // Write replaces path with what fill writes, with permissions perm, durably.
 // On any failure the temp file is removed and path is left as it was.
 func Write(path string, perm fs.FileMode, fill func(io.Writer) error) error {
-	return write(path, perm, fill, nil, true)
+	return osFiles.write(path, perm, fill, nil, true)
 }
 
 // Replace is Write without the fsyncs: atomic for every reader, not
 // durable across a crash of the machine.
 func Replace(path string, perm fs.FileMode, fill func(io.Writer) error) error {
-	return write(path, perm, fill, nil, false)
+	return osFiles.write(path, perm, fill, nil, false)
 }
 
+// files are the calls that can fail once the temp file exists, besides
+// writing it; tests give write ones that fail.
+type files struct {
+	sync   func(*os.File) error
+	rename func(oldpath, newpath string) error
+}
+
+// osFiles are the real calls.
+var osFiles = files{sync: (*os.File).Sync, rename: os.Rename}
+
 // write writes what fill writes (buffered), or else data.
-func write(path string, perm fs.FileMode, fill func(io.Writer) error, data []byte, durable bool) (err error) {
+func (fsys files) write(path string, perm fs.FileMode, fill func(io.Writer) error, data []byte, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -64,14 +74,14 @@ func write(path string, perm fs.FileMode, fill func(io.Writer) error, data []byt
 		return err
 	}
 	if durable {
-		if err = f.Sync(); err != nil {
+		if err = fsys.sync(f); err != nil {
 			return fmt.Errorf("sync %s: %w", f.Name(), err)
 		}
 	}
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(f.Name(), path); err != nil {
+	if err = fsys.rename(f.Name(), path); err != nil {
 		return err
 	}
 	if !durable {
@@ -87,10 +97,10 @@ func write(path string, perm fs.FileMode, fill func(io.Writer) error, data []byt
 
 // WriteFile replaces path with data, with permissions perm, durably.
 func WriteFile(path string, data []byte, perm fs.FileMode) error {
-	return write(path, perm, nil, data, true)
+	return osFiles.write(path, perm, nil, data, true)
 }
 
 // ReplaceFile is WriteFile without the fsyncs.
 func ReplaceFile(path string, data []byte, perm fs.FileMode) error {
-	return write(path, perm, nil, data, false)
+	return osFiles.write(path, perm, nil, data, false)
 }

@@ -66,6 +66,34 @@ func TestWriteFailureLeavesOldFileAndNoTemp(t *testing.T) {
 	}
 }
 
+// TestSyncOrRenameFailureLeavesOldFileAndNoTemp: a failure after the temp
+// file is written (its fsync, the rename) removes the temp file and leaves
+// the old file as it was.
+func TestSyncOrRenameFailureLeavesOldFileAndNoTemp(t *testing.T) {
+	boom := errors.New("injected failure")
+	for _, tc := range []struct {
+		name string
+		fsys files
+	}{
+		{"sync fails", files{sync: func(*os.File) error { return boom }, rename: os.Rename}},
+		{"rename fails", files{sync: (*os.File).Sync, rename: func(string, string) error { return boom }}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "report.toml")
+			assert.NilError(t, os.WriteFile(p, []byte("old"), 0o644))
+
+			err := tc.fsys.write(p, 0o644, nil, []byte("new"), true)
+
+			assert.ErrorIs(t, err, boom)
+			got, rerr := os.ReadFile(p)
+			assert.NilError(t, rerr)
+			assert.Equal(t, string(got), "old")
+			assertOnly(t, dir, "report.toml")
+		})
+	}
+}
+
 func TestWriteIntoMissingDirFails(t *testing.T) {
 	err := WriteFile(filepath.Join(t.TempDir(), "missing", "f"), []byte("x"), 0o644)
 	assert.Assert(t, errors.Is(err, os.ErrNotExist), "got %v", err)

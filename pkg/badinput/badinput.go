@@ -24,8 +24,14 @@ func (e *inputError) Unwrap() []error { return []error{e.err, Err} }
 
 var oneLine = strings.NewReplacer("\r\n", `\r\n`, "\n", `\n`, "\r", `\r`, "\u2028", `\u2028`, "\u2029", `\u2029`)
 
-// OneLine escapes the line breaks of s.
+// OneLine escapes the line breaks of s: for what an error quotes (a
+// file's content, a reference as written), kept recognisable.
 func OneLine(s string) string { return oneLine.Replace(s) }
+
+// Fold puts a whole message on one line: line breaks and runs of white
+// space become one space, leading and trailing ones go. For a message
+// shown or recorded as one line (a TOML parser's, a registry's body).
+func Fold(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Errorf formats an error that wraps Err (and any %w operand) without
 // adding "bad input" to its text.

@@ -31,3 +31,9 @@ func TestErrors(t *testing.T) {
 	}
 	assert.NilError(t, Wrap(nil))
 }
+
+func TestFold(t *testing.T) {
+	assert.Equal(t, Fold("push r/app:1:\n  503\tService Unavailable\n"), "push r/app:1: 503 Service Unavailable")
+	assert.Equal(t, Fold("one line"), "one line")
+	assert.Equal(t, Fold(" \r\n "), "")
+}

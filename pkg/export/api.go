@@ -5,46 +5,10 @@
 package export
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"strings"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 )
-
-// ErrBadInput is wrapped by every error that is the caller's fault (bad flag
-// value, unknown transport, a source that does not exist or is not an image).
-// Commands map it to exit code 2; everything else is exit code 1.
-var ErrBadInput = errors.New("bad input")
-
-// inputError is an error that is the caller's fault: errors.Is(err,
-// ErrBadInput) holds, but the message is only the formatted text.
-type inputError struct{ err error }
-
-// Error is the text on one line: a line break in what it quotes (a
-// go-containerregistry error repeats a reference as it was written, which
-// may hold one) is escaped.
-func (e *inputError) Error() string   { return oneLine.Replace(e.err.Error()) }
-func (e *inputError) Unwrap() []error { return []error{e.err, ErrBadInput} }
-
-var oneLine = strings.NewReplacer("\r\n", `\r\n`, "\n", `\n`, "\r", `\r`, "\u2028", `\u2028`, "\u2029", `\u2029`)
-
-// inputErrorf formats an error that wraps ErrBadInput (and any %w operand)
-// without adding "bad input" to its text.
-func inputErrorf(format string, args ...any) error {
-	return &inputError{err: fmt.Errorf(format, args...)}
-}
-
-// badInput makes err wrap ErrBadInput, keeping its text.
-func badInput(err error) error {
-	if errors.Is(err, ErrBadInput) {
-		return err
-	}
-	return &inputError{err: err}
-}
 
 // Artifact is what a source yields and a destination takes: a v1.Image or a
 // v1.ImageIndex. Use AsImage/AsIndex or a type switch.
@@ -80,21 +44,36 @@ type AppendSpec struct {
 	Dest string
 }
 
-// Edits are the optional changes made to every image exported.
+// Edits are the optional changes made to every image exported. The zero
+// value changes nothing; each field says what its zero value does.
 type Edits struct {
-	Append     []AppendSpec
-	Labels     map[string]string
-	Env        []string // KEY=VALUE, set or replace
-	Entrypoint []string // nil leaves it unchanged; empty slice clears it
-	Cmd        []string // nil leaves it unchanged; empty slice clears it
-	Workdir    *string
-	User       *string
+	// Append adds each directory as one reproducible layer (-append), in
+	// order; nil adds none.
+	Append []AppendSpec
+	// Labels sets config labels (-label), replacing any of the same key;
+	// nil sets none.
+	Labels map[string]string
+	// Env sets config environment variables, KEY=VALUE (-env), replacing
+	// any of the same key; nil sets none.
+	Env []string
+	// Entrypoint replaces the config's entrypoint (-entrypoint, see
+	// ParseCommand); nil leaves it unchanged, an empty slice clears it.
+	Entrypoint []string
+	// Cmd replaces the config's cmd (-cmd); nil leaves it unchanged, an
+	// empty slice clears it.
+	Cmd []string
+	// Workdir sets the working directory (-workdir); nil leaves it.
+	Workdir *string
+	// User sets the user (-user); nil leaves it.
+	User *string
 	// Created is the time for new layers' files and the config's created
-	// field: SOURCE_DATE_EPOCH when set, else the Unix epoch, so that the same
-	// inputs give the same digest.
+	// field: SOURCE_DATE_EPOCH when set (see ParseSourceDateEpoch); the zero
+	// value means the Unix epoch, so that the same inputs give the same
+	// digest.
 	Created time.Time
 	// CacheDir, when set, caches compressed -append layers keyed by the
-	// directory's content, so an unchanged directory is not compressed again.
+	// directory's content, so an unchanged directory is not compressed
+	// again; "" caches nothing.
 	CacheDir string
 }
 
@@ -103,17 +82,3 @@ func (e Edits) Empty() bool {
 	return len(e.Append) == 0 && len(e.Labels) == 0 && len(e.Env) == 0 &&
 		e.Entrypoint == nil && e.Cmd == nil && e.Workdir == nil && e.User == nil
 }
-
-// Implemented in source.go: ParseSource(s string) (Source, error) and
-//
-//	Open(ctx context.Context, src Source, opts ...SourceOption) (Artifact, error)
-//
-// (lazy: layers are read only when a destination streams them);
-//
-//	SelectPlatform(a Artifact, p *v1.Platform) (Artifact, error).
-//
-// Implemented in edit.go: Apply(ctx context.Context, a Artifact, e Edits) (Artifact, error).
-var (
-	_ = context.Background
-	_ v1.Platform
-)

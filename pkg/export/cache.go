@@ -46,8 +46,8 @@ func (dl *dirLayer) diffID(ctx context.Context) (v1.Hash, error) {
 
 // cachedLayer returns the layer from dir's cache, building and storing it
 // first if it is not there or does not hold the layer. Any cache failure is
-// logged and the layer built without the cache.
-func (dl *dirLayer) cachedLayer(ctx context.Context, dir string) (v1.Layer, error) {
+// logged to log and the layer built without the cache.
+func (dl *dirLayer) cachedLayer(ctx context.Context, dir string, log *slog.Logger) (v1.Layer, error) {
 	flag := appendValue(dl.spec)
 	diffID, err := dl.diffID(ctx)
 	if err != nil {
@@ -57,14 +57,14 @@ func (dl *dirLayer) cachedLayer(ctx context.Context, dir string) (v1.Layer, erro
 	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
 		l, err := checkCacheFile(p, diffID)
 		if err == nil {
-			slog.Info("layer cache hit: not compressing again", "append", flag, "file", p)
+			log.Info("layer cache hit: not compressing again", "append", flag, "file", p)
 			return partial.CompressedToLayer(l)
 		}
 		var wrong *wrongContentError
 		if errors.As(err, &wrong) {
-			slog.Warn("layer cache entry does not hold the layer its name says; discarding and rebuilding it", "append", flag, "file", p, "err", err)
+			log.Warn("layer cache entry does not hold the layer its name says; discarding and rebuilding it", "append", flag, "file", p, "err", err)
 		} else {
-			slog.Warn("layer cache entry unusable; rebuilding it", "append", flag, "file", p, "err", err)
+			log.Warn("layer cache entry unusable; rebuilding it", "append", flag, "file", p, "err", err)
 		}
 		_ = os.Remove(p)
 	}
@@ -76,15 +76,15 @@ func (dl *dirLayer) cachedLayer(ctx context.Context, dir string) (v1.Layer, erro
 		if errors.As(err, &changed) {
 			return nil, err
 		}
-		slog.Warn("layer cache write failed; building the layer without the cache", "append", flag, "dir", dir, "err", err)
+		log.Warn("layer cache write failed; building the layer without the cache", "append", flag, "dir", dir, "err", err)
 		return dl.layer(ctx)
 	}
 	l, err := checkCacheFile(p, diffID)
 	if err != nil {
-		slog.Warn("layer cache entry unreadable; building the layer without the cache", "append", flag, "file", p, "err", err)
+		log.Warn("layer cache entry unreadable; building the layer without the cache", "append", flag, "file", p, "err", err)
 		return dl.layer(ctx)
 	}
-	slog.Info("layer cached", "append", flag, "file", p)
+	log.Info("layer cached", "append", flag, "file", p)
 	return partial.CompressedToLayer(l)
 }
 

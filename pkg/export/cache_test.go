@@ -16,17 +16,15 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 )
 
-// captureLogs sends slog's default logger to a buffer for the test.
-func captureLogs(t *testing.T) func() string {
+// captureLogs returns a logger that writes to a buffer, and a function that
+// returns what it holds.
+func captureLogs(t *testing.T) (*slog.Logger, func() string) {
 	t.Helper()
 	var (
 		mu  sync.Mutex
 		buf bytes.Buffer
 	)
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil)))
-	t.Cleanup(func() { slog.SetDefault(old) })
-	return func() string {
+	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, nil)), func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return buf.String()
@@ -53,18 +51,18 @@ func appendedLayer(t *testing.T, a Artifact) v1.Hash {
 
 func TestCacheReuse(t *testing.T) {
 	ctx := context.Background()
-	logs := captureLogs(t)
+	log, logs := captureLogs(t)
 	base := editBase(t)
 	dir := layerFixture(t, t.TempDir(), time.Unix(1, 0))
 	cache := filepath.Join(t.TempDir(), "cache")
 	edits := Edits{Append: []AppendSpec{{Dir: dir, Dest: "/app"}}, Created: time.Unix(1700000000, 0)}
 
-	uncached, err := Apply(ctx, base, edits)
+	uncached, err := Apply(ctx, base, edits, log)
 	assert.NilError(t, err)
 
 	edits.CacheDir = cache
 	compressions, streams := layerCompressions.Load(), tarStreams.Load()
-	first, err := Apply(ctx, base, edits)
+	first, err := Apply(ctx, base, edits, log)
 	assert.NilError(t, err)
 	assert.Equal(t, layerCompressions.Load()-compressions, int64(1), "a cache miss compresses the directory once")
 	assert.Equal(t, tarStreams.Load()-streams, int64(2), "and reads it twice: to hash it, to compress it")
@@ -82,7 +80,7 @@ func TestCacheReuse(t *testing.T) {
 	assert.Equal(t, fi.Size(), layerSize.Layers[len(layerSize.Layers)-1].Size, "the cache file is the compressed layer")
 
 	compressions, streams = layerCompressions.Load(), tarStreams.Load()
-	second, err := Apply(ctx, base, edits)
+	second, err := Apply(ctx, base, edits, log)
 	assert.NilError(t, err)
 	assert.Equal(t, layerCompressions.Load()-compressions, int64(0), "an unchanged directory is not compressed again")
 	assert.Equal(t, tarStreams.Load()-streams, int64(1), "it is read once, to hash it: the key the entry is checked against")
@@ -100,7 +98,7 @@ func TestCacheReuse(t *testing.T) {
 	t.Run("a changed file is a new entry", func(t *testing.T) {
 		assert.NilError(t, os.WriteFile(filepath.Join(dir, "index.html"), []byte("<h1>changed</h1>\n"), 0o644))
 		compressions := layerCompressions.Load()
-		changed, err := Apply(ctx, base, edits)
+		changed, err := Apply(ctx, base, edits, log)
 		assert.NilError(t, err)
 		assert.Equal(t, layerCompressions.Load()-compressions, int64(1))
 		assert.Check(t, appendedLayer(t, changed) != appendedLayer(t, first))
@@ -112,14 +110,14 @@ func TestCacheReuse(t *testing.T) {
 		e := edits
 		e.Created = time.Unix(1700000001, 0)
 		compressions := layerCompressions.Load()
-		_, err := Apply(ctx, base, e)
+		_, err := Apply(ctx, base, e, log)
 		assert.NilError(t, err)
 		assert.Equal(t, layerCompressions.Load()-compressions, int64(1))
 	})
 	t.Run("a changed mode is a new entry", func(t *testing.T) {
 		assert.NilError(t, os.Chmod(filepath.Join(dir, "index.html"), 0o600))
 		compressions := layerCompressions.Load()
-		_, err := Apply(ctx, base, edits)
+		_, err := Apply(ctx, base, edits, log)
 		assert.NilError(t, err)
 		assert.Equal(t, layerCompressions.Load()-compressions, int64(1))
 	})
@@ -130,33 +128,33 @@ func TestCacheFailureIsAWarning(t *testing.T) {
 	base := editBase(t)
 	dir := layerFixture(t, t.TempDir(), time.Unix(1, 0))
 	edits := Edits{Append: []AppendSpec{{Dir: dir}}, Created: time.Unix(1700000000, 0)}
-	want, err := Apply(ctx, base, edits)
+	want, err := Apply(ctx, base, edits, nil)
 	assert.NilError(t, err)
 
 	t.Run("cache dir is a file", func(t *testing.T) {
-		logs := captureLogs(t)
+		log, logs := captureLogs(t)
 		notADir := filepath.Join(t.TempDir(), "file")
 		srcWriteFile(t, notADir, "x")
 		e := edits
 		e.CacheDir = notADir
-		got, err := Apply(ctx, base, e)
+		got, err := Apply(ctx, base, e, log)
 		assert.NilError(t, err)
 		assert.Equal(t, srcDigest(t, got), srcDigest(t, want))
 		assert.Check(t, is.Contains(logs(), "level=WARN msg=\"layer cache write failed"))
 	})
 	t.Run("corrupted entry is rebuilt", func(t *testing.T) {
-		logs := captureLogs(t)
+		log, logs := captureLogs(t)
 		cache := t.TempDir()
 		e := edits
 		e.CacheDir = cache
-		_, err := Apply(ctx, base, e)
+		_, err := Apply(ctx, base, e, log)
 		assert.NilError(t, err)
 		entries, err := os.ReadDir(cache)
 		assert.NilError(t, err)
 		assert.Assert(t, is.Len(entries, 1))
 		srcWriteFile(t, filepath.Join(cache, entries[0].Name()), "\x1f\x8bnot really gzip")
 
-		got, err := Apply(ctx, base, e)
+		got, err := Apply(ctx, base, e, log)
 		assert.NilError(t, err)
 		assert.Equal(t, srcDigest(t, got), srcDigest(t, want))
 		assert.Check(t, is.Contains(logs(), "layer cache entry unusable; rebuilding it"))
@@ -174,17 +172,17 @@ func TestCacheTamperedEntryRebuilt(t *testing.T) {
 	otherDir := t.TempDir()
 	srcWriteFile(t, filepath.Join(otherDir, "index.html"), "<h1>not the input</h1>\n")
 	edits := Edits{Append: []AppendSpec{{Dir: dir}}, Created: time.Unix(1700000000, 0)}
-	want, err := Apply(ctx, base, edits)
+	want, err := Apply(ctx, base, edits, nil)
 	assert.NilError(t, err)
 
 	cache, otherCache := t.TempDir(), t.TempDir()
 	e := edits
 	e.CacheDir = cache
-	_, err = Apply(ctx, base, e)
+	_, err = Apply(ctx, base, e, nil)
 	assert.NilError(t, err)
 	o := edits
 	o.Append, o.CacheDir = []AppendSpec{{Dir: otherDir}}, otherCache
-	other, err := Apply(ctx, base, o)
+	other, err := Apply(ctx, base, o, nil)
 	assert.NilError(t, err)
 
 	entry := onlyEntry(t, cache)
@@ -192,8 +190,8 @@ func TestCacheTamperedEntryRebuilt(t *testing.T) {
 	assert.NilError(t, err)
 	assert.NilError(t, os.WriteFile(entry, forged, 0o644))
 
-	logs := captureLogs(t)
-	got, err := Apply(ctx, base, e)
+	log, logs := captureLogs(t)
+	got, err := Apply(ctx, base, e, log)
 	assert.NilError(t, err)
 	assert.Check(t, srcDigest(t, got) != srcDigest(t, other), "the tampered entry was used")
 	assert.Equal(t, srcDigest(t, got), srcDigest(t, want))
@@ -203,7 +201,7 @@ func TestCacheTamperedEntryRebuilt(t *testing.T) {
 	rebuilt, err := os.ReadFile(onlyEntry(t, cache))
 	assert.NilError(t, err)
 	assert.Check(t, string(rebuilt) != string(forged))
-	again, err := Apply(ctx, base, e)
+	again, err := Apply(ctx, base, e, log)
 	assert.NilError(t, err)
 	assert.Equal(t, srcDigest(t, again), srcDigest(t, want))
 

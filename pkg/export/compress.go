@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // Compression is how layers that a source holds uncompressed (a docker-archive,
@@ -39,7 +41,7 @@ func ParseCompression(s string) (Compression, error) {
 	case CompressionZstd:
 		return CompressionZstd, nil
 	}
-	return "", inputErrorf("-compression %q: want gzip or zstd", s)
+	return "", badinput.Errorf("-compression %q: want gzip or zstd", s)
 }
 
 // String makes Compression a flag.Value.

@@ -21,6 +21,7 @@ import (
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/golden"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -249,7 +250,7 @@ func TestArchiveLayerCorrupted(t *testing.T) {
 	opts := testOptions(t, nil, reg.ref("app:1"))
 	opts.Source = "docker-archive:" + arch.path
 	_, err = Run(context.Background(), opts)
-	assert.ErrorIs(t, err, ErrBadInput)
+	assert.ErrorIs(t, err, badinput.Err)
 	assert.ErrorContains(t, err, arch.path+": layer 1 (")
 	assert.ErrorContains(t, err, "layer 1")
 	assert.ErrorContains(t, err, "the image config says "+arch.diffIDs[0].String())
@@ -269,7 +270,7 @@ func TestParseCompression(t *testing.T) {
 		got, err := ParseCompression(tc.in)
 		if tc.err != "" {
 			assert.ErrorContains(t, err, tc.err)
-			assert.ErrorIs(t, err, ErrBadInput)
+			assert.ErrorIs(t, err, badinput.Err)
 			continue
 		}
 		assert.NilError(t, err)
@@ -319,11 +320,9 @@ func TestCompressedReExport(t *testing.T) {
 // upload does not wait for the others' compression (the manifest, which
 // needs every layer, is built only for its PUT).
 func TestStreamedUploadStartsBeforeTheLastLayerIsCompressed(t *testing.T) {
-	prev := layerJobs
-	layerJobs = 1 // one layer compressed at a time, in order
-	t.Cleanup(func() { layerJobs = prev })
 	arch := writeRawArchive(t, t.TempDir(), "app:1", 11, 100, 8<<20)
-	img, err := Open(context.Background(), Source{Transport: TransportDockerArchive, Path: arch.path}, WithScratchDir(t.TempDir()))
+	img, err := Open(context.Background(), Source{Transport: TransportDockerArchive, Path: arch.path}, WithScratchDir(t.TempDir()),
+		WithCompressJobs(1)) // one layer compressed at a time, in order
 	assert.NilError(t, err)
 	ls, ok := img.(layerStreamer)
 	assert.Assert(t, ok, "%T is not a layerStreamer", img)
@@ -332,11 +331,11 @@ func TestStreamedUploadStartsBeforeTheLastLayerIsCompressed(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, len(blobs), 3) // two layers, the config
 	// The first layer is ready without the second being compressed.
-	assert.NilError(t, blobs[0].resolve())
+	assert.NilError(t, blobs[0].Resolve())
 	raw := img.(*streamingImage).raw
 	assert.Assert(t, raw.layers[0].blob.digest != v1.Hash{})
 	assert.Equal(t, raw.layers[1].blob.digest, v1.Hash{}, "the second layer was compressed before it was asked for")
-	assertLayerDigest(t, blobs[0].layer)
+	assertLayerDigest(t, blobs[0].Layer)
 }
 
 func mustRepo(t *testing.T, s string) name.Repository {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -15,22 +14,8 @@ import (
 	"gotest.tools/v3/assert"
 
 	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/test/distribution"
 )
-
-// requireDockerEngine skips, loudly, only when there is no Docker socket and
-// CI is unset; with a socket (or under CI) a broken engine fails the test.
-func requireDockerEngine(t *testing.T) {
-	t.Helper()
-	if os.Getenv("DOCKER_HOST") != "" {
-		return
-	}
-	if _, err := os.Stat("/var/run/docker.sock"); err != nil {
-		if os.Getenv("CI") == "" {
-			t.Skipf("SKIPPED, NOT TESTED: no Docker engine (/var/run/docker.sock: %v); this fails when CI is set", err)
-		}
-		t.Fatalf("CI is set and there is no Docker engine: %v", err)
-	}
-}
 
 // uniqueDaemonTag is a tag no other run uses; its image is removed when the
 // test ends.
@@ -55,7 +40,7 @@ func dockerCLI(t *testing.T, args ...string) string {
 }
 
 func TestRunDaemon(t *testing.T) {
-	requireDockerEngine(t)
+	distribution.RequireDockerEngine(t)
 	img := seededImage(t, 20, 1024, 2)
 	tags := []string{uniqueDaemonTag(t), uniqueDaemonTag(t)}
 	opts := testOptions(t, img, tags...)
@@ -103,7 +88,7 @@ func platformImage(t *testing.T, seed int64, p v1.Platform) v1.Image {
 }
 
 func TestRunDaemonIndexSource(t *testing.T) {
-	requireDockerEngine(t)
+	distribution.RequireDockerEngine(t)
 	arch := dockerCLI(t, "version", "--format", "{{.Server.Arch}}")
 	other := "arm64"
 	if arch == "arm64" {
@@ -136,24 +121,5 @@ func TestRunDaemonIndexSource(t *testing.T) {
 			assert.Equal(t, rep.Image.ImageID, cfg.String())
 			assert.Equal(t, dockerCLI(t, "image", "inspect", "--format", "{{.Architecture}}", opts.Tags[0]), tc.want)
 		})
-	}
-}
-
-func TestLoadError(t *testing.T) {
-	for _, tc := range []struct {
-		stream, want string
-	}{
-		{stream: `{"stream":"Loaded image: app:1\n"}`},
-		{stream: ""},
-		{stream: "not json"},
-		{stream: `{"stream":"x"}` + "\n" + `{"errorDetail":{"message":"no space left"},"error":"no space left"}`, want: "no space left"},
-		{stream: `{"error":"bad archive"}`, want: "bad archive"},
-	} {
-		err := loadError(tc.stream)
-		if tc.want == "" {
-			assert.NilError(t, err, tc.stream)
-		} else {
-			assert.ErrorContains(t, err, tc.want)
-		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // referenceTypeAnnotation = attestationManifest marks BuildKit's attestation
@@ -35,7 +37,7 @@ const (
 // compressed layer is kept there and an unchanged directory is not
 // compressed again. ctx must live as long as the result is being written:
 // an appended layer walks its directory again each time it is read.
-func Apply(ctx context.Context, a Artifact, e Edits) (Artifact, error) {
+func Apply(ctx context.Context, a Artifact, e Edits, log *slog.Logger) (Artifact, error) {
 	if e.Empty() {
 		return a, nil
 	}
@@ -48,7 +50,10 @@ func Apply(ctx context.Context, a Artifact, e Edits) (Artifact, error) {
 	}
 	created = created.UTC().Truncate(time.Second)
 
-	ed := &editor{edits: e, created: created, done: map[v1.Hash]v1.Image{}}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ed := &editor{edits: e, created: created, done: map[v1.Hash]v1.Image{}, log: log}
 	for _, spec := range e.Append {
 		dl, err := scanDir(spec, created)
 		if err != nil {
@@ -56,7 +61,7 @@ func Apply(ctx context.Context, a Artifact, e Edits) (Artifact, error) {
 		}
 		var l v1.Layer
 		if e.CacheDir != "" {
-			l, err = dl.cachedLayer(ctx, e.CacheDir)
+			l, err = dl.cachedLayer(ctx, e.CacheDir, log)
 		} else {
 			l, err = dl.layer(ctx)
 		}
@@ -93,7 +98,7 @@ func checkEnv(env []string) error {
 	for _, kv := range env {
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return inputErrorf("-env %q: want KEY=VALUE", kv)
+			return badinput.Errorf("-env %q: want KEY=VALUE", kv)
 		}
 	}
 	return nil
@@ -104,6 +109,7 @@ type editor struct {
 	created time.Time
 	layers  []mutate.Addendum
 	done    map[v1.Hash]v1.Image // edited index children by source digest (an index may list one twice)
+	log     *slog.Logger
 }
 
 func (ed *editor) image(img v1.Image) (v1.Image, error) {
@@ -183,7 +189,7 @@ func editConfig(c *v1.Config, e Edits) {
 
 func (ed *editor) index(idx v1.ImageIndex, depth int) (v1.ImageIndex, error) {
 	if depth > maxIndexDepth {
-		return nil, inputErrorf("indexes nested more than %d deep", maxIndexDepth)
+		return nil, badinput.Errorf("indexes nested more than %d deep", maxIndexDepth)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
@@ -196,7 +202,7 @@ func (ed *editor) index(idx v1.ImageIndex, depth int) (v1.ImageIndex, error) {
 	adds := make([]mutate.IndexAddendum, 0, len(im.Manifests))
 	for _, d := range im.Manifests {
 		if d.Annotations[referenceTypeAnnotation] == attestationManifest {
-			slog.Warn("dropping an attestation manifest: it describes an image the edits replace",
+			ed.log.Warn("dropping an attestation manifest: it describes an image the edits replace",
 				"digest", d.Digest.String(), "describes", d.Annotations["vnd.docker.reference.digest"])
 			continue
 		}
@@ -225,7 +231,7 @@ func (ed *editor) index(idx v1.ImageIndex, depth int) (v1.ImageIndex, error) {
 				return nil, fmt.Errorf("index %s: %w", d.Digest, err)
 			}
 		default:
-			return nil, inputErrorf("manifest %s has media type %q: only images and indexes can be edited", d.Digest, d.MediaType)
+			return nil, badinput.Errorf("manifest %s has media type %q: only images and indexes can be edited", d.Digest, d.MediaType)
 		}
 		adds = append(adds, mutate.IndexAddendum{
 			Add: child,

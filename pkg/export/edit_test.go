@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // editBase is an image whose config has something of everything Apply
@@ -69,7 +71,7 @@ func TestApplyConfig(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.edits.Created = created
-			got, err := Apply(context.Background(), base, tc.edits)
+			got, err := Apply(context.Background(), base, tc.edits, nil)
 			assert.NilError(t, err)
 			img, ok := got.(v1.Image)
 			assert.Assert(t, ok, "got %T", got)
@@ -93,7 +95,7 @@ func TestApplyConfig(t *testing.T) {
 
 func TestApplyEmptyIsUnchanged(t *testing.T) {
 	for _, a := range []Artifact{editBase(t), srcIndex(t, "linux/amd64", "linux/arm64")} {
-		got, err := Apply(context.Background(), a, Edits{Created: time.Unix(42, 0)})
+		got, err := Apply(context.Background(), a, Edits{Created: time.Unix(42, 0)}, nil)
 		assert.NilError(t, err)
 		assert.Equal(t, got, a) // the same value, not a copy
 		assert.Equal(t, srcDigest(t, got), srcDigest(t, a))
@@ -101,11 +103,11 @@ func TestApplyEmptyIsUnchanged(t *testing.T) {
 }
 
 func TestApplyBadEnv(t *testing.T) {
-	_, err := Apply(context.Background(), editBase(t), Edits{Env: []string{"OK=1", "NOEQUALS"}})
-	assert.ErrorIs(t, err, ErrBadInput)
+	_, err := Apply(context.Background(), editBase(t), Edits{Env: []string{"OK=1", "NOEQUALS"}}, nil)
+	assert.ErrorIs(t, err, badinput.Err)
 	assert.ErrorContains(t, err, `-env "NOEQUALS": want KEY=VALUE`)
-	_, err = Apply(context.Background(), editBase(t), Edits{Env: []string{"=x"}})
-	assert.ErrorIs(t, err, ErrBadInput)
+	_, err = Apply(context.Background(), editBase(t), Edits{Env: []string{"=x"}}, nil)
+	assert.ErrorIs(t, err, badinput.Err)
 }
 
 func TestApplyAppend(t *testing.T) {
@@ -135,7 +137,7 @@ func TestApplyAppend(t *testing.T) {
 				Append:  []AppendSpec{{Dir: dir, Dest: "/srv/www"}, {Dir: dir}},
 				Labels:  map[string]string{"a": "b"},
 				Created: created,
-			})
+			}, nil)
 			assert.NilError(t, err)
 			img := got.(v1.Image)
 
@@ -191,7 +193,7 @@ func TestApplyReproducible(t *testing.T) {
 	}
 	apply := func(e Edits) v1.Hash {
 		t.Helper()
-		got, err := Apply(ctx, base, e)
+		got, err := Apply(ctx, base, e, nil)
 		assert.NilError(t, err)
 		return srcDigest(t, got)
 	}
@@ -202,9 +204,9 @@ func TestApplyReproducible(t *testing.T) {
 
 	// And for an index.
 	idx := srcIndex(t, "linux/amd64", "linux/arm64")
-	got1, err := Apply(ctx, idx, edits(dir1, 1700000000))
+	got1, err := Apply(ctx, idx, edits(dir1, 1700000000), nil)
 	assert.NilError(t, err)
-	got2, err := Apply(ctx, idx, edits(dir2, 1700000000))
+	got2, err := Apply(ctx, idx, edits(dir2, 1700000000), nil)
 	assert.NilError(t, err)
 	assert.Equal(t, srcDigest(t, got1), srcDigest(t, got2))
 }
@@ -236,7 +238,7 @@ func TestApplyIndex(t *testing.T) {
 				Append:  []AppendSpec{{Dir: dir, Dest: "/app"}},
 				Labels:  map[string]string{"edited": "yes"},
 				Created: created,
-			})
+			}, nil)
 			assert.NilError(t, err)
 			out, ok := got.(v1.ImageIndex)
 			assert.Assert(t, ok, "got %T", got)

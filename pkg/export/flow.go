@@ -19,7 +19,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/client"
 
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/pkg/export/internal/dockerdaemon"
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -32,65 +35,84 @@ const DefaultTimeout = 10 * time.Minute
 // UserAgent is sent to registries.
 const UserAgent = "exportreport/export-step"
 
+// DefaultIdleTimeout is how long a registry connection may go without a
+// byte moving either way before it is given up (Options.IdleTimeout).
+const DefaultIdleTimeout = registry.DefaultIdleTimeout
+
 // Options describe one export: where the image comes from, how it is
-// edited, where it goes and where the report is written. The zero value of
-// every optional field is a sensible default; Tags, Jobs and one of Source or
-// Artifact are required.
+// edited, where it goes and where the report is written. Each field says
+// what its zero value does. Three have no usable zero value: Tags, Jobs,
+// and one of Source or Artifact; Run refuses the zero value of each with
+// an error wrapping badinput.Err. A command fills Options from its flags
+// (cmd/export-step) and calls Run once.
 type Options struct {
 	// Source is a -source value (see ParseSource). Exactly one of Source and
-	// Artifact is set.
+	// Artifact is set; "" means Artifact is.
 	Source string
 	// Artifact, instead of Source, exports an image or index the caller has
-	// already built (library use: no source is opened).
+	// already built (library use: no source is opened); nil means Source is.
 	Artifact Artifact
 
 	// Tags are the destination references, fully qualified or not; the first
-	// is the primary one. Each must be a tag (not a digest). At least one.
+	// is the primary one. Each must be a tag (not a digest). Required: nil
+	// or empty is refused.
 	Tags []string
-	// Daemon writes to the Docker daemon instead of a registry.
+	// Daemon writes to the Docker daemon instead of a registry; false
+	// pushes to the registries of Tags.
 	Daemon bool
 	// OCILayout, when set, also writes the result into the OCI image layout
-	// at this directory (created if missing).
+	// at this directory (created if missing); "" writes no layout.
 	OCILayout string
 	// Platform ("os/arch[/variant]") selects one image from an index source.
-	// Empty exports the whole index, or, with Daemon, the daemon's platform.
+	// "" exports the whole index, or, with Daemon, the daemon's platform.
 	Platform string
-	// Edits are applied to the source before it is written.
+	// Edits are applied to the source before it is written; the zero
+	// value changes nothing (see Edits for each of its fields).
 	Edits Edits
 
-	// ReportPath is where report.toml goes; empty means report.DefaultPath.
+	// ReportPath is where report.toml goes; "" means report.DefaultPath.
 	ReportPath string
-	// ReportSchema is the report spelling; empty means report.SchemaRFC.
+	// ReportSchema is the report spelling; "" means report.SchemaRFC.
 	ReportSchema report.Schema
 
 	// Insecure lists registry hosts ("host" or "host:port") spoken to over
 	// plain HTTP or TLS without certificate verification, matched by
-	// insecure.Hosts.Match (case-insensitive; a host without a port
-	// matches every port of that host); nothing else is affected.
+	// insecureregistry.Hosts.Match (case-insensitive; a host without a port
+	// matches every port of that host); nothing else is affected. nil: every
+	// registry is spoken to over verified TLS.
 	Insecure []string
-	// Jobs bounds parallel blob uploads per repository (>= 1).
+	// Jobs bounds parallel blob uploads per repository. Required: below 1
+	// (the zero value included) is refused; DefaultJobs is -jobs' default.
 	Jobs int
 	// Compression compresses the layers a docker-archive or the Docker
-	// daemon holds uncompressed (-compression); empty means gzip. Layers
+	// daemon holds uncompressed (-compression); "" means gzip. Layers
 	// a source holds compressed are pushed as they are.
 	Compression Compression
-	// Quiet turns off progress lines and info logs.
+	// Quiet turns off progress lines and, for the logger Run makes, info
+	// logs (warnings only); false prints both.
 	Quiet bool
-	// Stderr receives progress lines and logs; nil means os.Stderr.
+	// Stderr receives progress lines, and logs when Logger is nil; nil
+	// means os.Stderr. Run serialises its writes, so progress lines and log
+	// lines never interleave.
 	Stderr io.Writer
-	// Logger, when set, is used for logs instead of one writing to Stderr.
+	// Logger receives every log line of the export (the source, the edits
+	// and their layer cache, the push, the daemon, the report). nil means a
+	// text logger on Stderr (info level, warnings only with Quiet), writing
+	// through the same serialised writer as the progress lines; a Logger
+	// given here that writes to Stderr too is the caller's to serialise.
 	Logger *slog.Logger
 	// Keychain resolves registry credentials; nil means authn.DefaultKeychain
 	// (the Docker config: DOCKER_CONFIG or ~/.docker/config.json).
 	Keychain authn.Keychain
 
 	// Transport, when set, replaces the default HTTP transport for registry
-	// requests (tests); the per-host TLS policy of Insecure then is the
-	// transport's own business.
+	// requests (tests, proxies); the per-host TLS policy of Insecure and
+	// IdleTimeout are then the transport's own business. nil means a clone
+	// of remote.DefaultTransport with that policy.
 	Transport http.RoundTripper
 	// RetryBackoff overrides the backoff for transient registry failures
-	// (5xx, 429, 408, resets, timeouts); the zero value means the default:
-	// 500ms doubling, at most 5 tries, capped at 10s between tries.
+	// (5xx, 429, 408, resets, timeouts); the zero value (Steps 0) means the
+	// default: 500ms doubling, at most 5 tries, capped at 10s between tries.
 	RetryBackoff remote.Backoff
 
 	// IdleTimeout fails a registry connection on which no byte moved for
@@ -100,11 +122,12 @@ type Options struct {
 	// Timeout is the whole export's time budget, from the first request to
 	// the report: retries, Retry-After waits and stalled connections
 	// (IdleTimeout) included; a retry that would come after it is not
-	// made. Zero means DefaultTimeout.
+	// made. Zero means DefaultTimeout; below zero is refused.
 	Timeout time.Duration
 
-	// progressInterval overrides the 1s progress period (tests).
-	progressInterval time.Duration
+	// ProgressInterval is how often a progress line is printed during a
+	// push; zero means every second. Ignored with Quiet.
+	ProgressInterval time.Duration
 }
 
 // defaultRetryBackoff is a capped exponential backoff: 0.5s, 1s, 2s, 4s.
@@ -121,7 +144,7 @@ type plan struct {
 	opts       Options
 	source     *Source
 	tags       []name.Tag
-	insecure   insecure.Hosts
+	insecure   insecureregistry.Hosts
 	platform   *v1.Platform
 	schema     report.Schema
 	reportPath string
@@ -137,7 +160,7 @@ type plan struct {
 // Run exports as opts say and returns the report it wrote. The steps run in
 // this order, and each starts only if the previous one succeeded:
 //
-//  1. validate every input (errors wrap ErrBadInput; nothing is touched);
+//  1. validate every input (errors wrap badinput.Err; nothing is touched);
 //  2. remove a stale report at the report path;
 //  3. open the source (lazily), select the platform, apply the edits (this
 //     also fills the -cache-dir layer cache; a cache failure is a warning);
@@ -166,7 +189,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	rep, err := p.run(ctx)
 	switch {
 	case err == nil:
-	case errors.Is(err, errBudget):
+	case errors.Is(err, registry.ErrBudget):
 		return nil, fmt.Errorf("-timeout %s: %w", p.timeout, err)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, fmt.Errorf("-timeout %s: the export did not finish within its time budget: %w", p.timeout, err)
@@ -182,7 +205,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 
 	var docker *client.Client
 	if opts.Daemon || (p.source != nil && p.source.Transport == TransportDaemon) {
-		docker, err = newDockerClient()
+		docker, err = dockerdaemon.NewClient()
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +215,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 	if idle == 0 {
 		idle = DefaultIdleTimeout
 	}
-	rt := withRetryAfter(newRegistryTransportIdle(opts.Transport, p.insecure, idle))
+	rt := registry.WithRetryAfter(registry.NewTransport(opts.Transport, p.insecure, idle))
 
 	art, err := p.open(ctx, docker, rt)
 	if err != nil {
@@ -207,9 +230,9 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 	if opts.Daemon {
 		img, ok := art.(v1.Image)
 		if !ok {
-			return nil, inputErrorf("-daemon needs a single image, the source is an index; choose one with -platform")
+			return nil, badinput.Errorf("-daemon needs a single image, the source is an index; choose one with -platform")
 		}
-		id, err := writeDaemon(ctx, docker, img, p.tags, p.log)
+		id, err := dockerdaemon.Write(ctx, docker, img, p.tags, p.log)
 		if err != nil {
 			return nil, err
 		}
@@ -222,7 +245,7 @@ func (p *plan) run(ctx context.Context) (*report.Report, error) {
 			jobs:      opts.Jobs,
 			backoff:   p.backoff,
 			progress:  p.progressWriter(),
-			interval:  p.opts.progressInterval,
+			interval:  p.opts.ProgressInterval,
 			log:       p.log,
 		})
 		if err != nil {
@@ -258,8 +281,8 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 		sopts := []SourceOption{
 			WithRemoteOptions(remote.WithContext(ctx), remote.WithAuthFromKeychain(p.keychain),
 				remote.WithTransport(rt), remote.WithUserAgent(UserAgent), remote.WithJobs(p.opts.Jobs),
-				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(retryStatusCodes...),
-				remote.WithRetryPredicate(isTransient)),
+				remote.WithRetryBackoff(p.backoff), remote.WithRetryStatusCodes(registry.RetryStatusCodes...),
+				remote.WithRetryPredicate(registry.IsTransient)),
 		}
 		if src.Transport == TransportRemote {
 			if ref, err := name.ParseReference(src.Ref); err == nil && p.insecure.Match(ref.Context().RegistryStr()) {
@@ -269,7 +292,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 		if docker != nil {
 			sopts = append(sopts, WithDockerClient(docker), WithDaemonOptions(daemon.WithClient(docker), daemon.WithContext(ctx)))
 		}
-		sopts = append(sopts, WithCompression(p.compress))
+		sopts = append(sopts, WithCompression(p.compress), WithLogger(p.log))
 		if src.Transport == TransportDockerArchive || src.Transport == TransportDaemon {
 			// Layers compressed here are kept here until the export ends.
 			dir, err := os.MkdirTemp("", "export-step-")
@@ -283,34 +306,34 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 		var err error
 		art, err = Open(ctx, src, sopts...)
 		if err != nil {
-			return nil, err // names the source; wraps ErrBadInput when it is not an image
+			return nil, err // names the source; wraps badinput.Err when it is not an image
 		}
 	}
 
 	if p.platform != nil {
 		var err error
-		if art, err = SelectPlatform(art, p.platform); err != nil {
+		if art, err = SelectPlatform(art, p.platform, p.log); err != nil {
 			return nil, err // names -platform
 		}
 	} else if _, isIndex := art.(v1.ImageIndex); isIndex && p.opts.Daemon {
-		platform, err := daemonPlatform(ctx, docker)
+		platform, err := dockerdaemon.Platform(ctx, docker)
 		if err != nil {
 			return nil, err
 		}
 		p.log.Info("the source is an index; selecting the Docker daemon's platform", "platform", platform.String())
-		if art, err = SelectPlatform(art, platform); err != nil {
+		if art, err = SelectPlatform(art, platform, p.log); err != nil {
 			return nil, fmt.Errorf("-daemon: the source is an index, choosing the Docker daemon's platform %s (give -platform to choose another): %w", platform, err)
 		}
 	}
 	// Apply also fills -cache-dir; a cache failure there is only a warning.
 	var err error
-	if art, err = Apply(ctx, art, p.opts.Edits); err != nil {
+	if art, err = Apply(ctx, art, p.opts.Edits, p.log); err != nil {
 		return nil, err // names the flag at fault
 	}
 	switch art.(type) {
 	case v1.Image, v1.ImageIndex:
 	default:
-		return nil, inputErrorf("source yields %T, neither an image nor an index", art)
+		return nil, badinput.Errorf("source yields %T, neither an image nor an index", art)
 	}
 	if !p.opts.Daemon {
 		if err := checkManifestSizes(art, "destination IMAGE "+p.tags[0].Name()); err != nil {
@@ -320,7 +343,7 @@ func (p *plan) open(ctx context.Context, docker *client.Client, rt http.RoundTri
 	return art, nil
 }
 
-// newPlan validates opts. Every error wraps ErrBadInput and names the flag.
+// newPlan validates opts. Every error wraps badinput.Err and names the flag.
 func newPlan(opts Options) (*plan, error) {
 	var err error
 	p := &plan{opts: opts, stderr: opts.Stderr, keychain: opts.Keychain, backoff: opts.RetryBackoff}
@@ -344,7 +367,7 @@ func newPlan(opts Options) (*plan, error) {
 	}
 
 	if opts.Jobs < 1 {
-		return nil, inputErrorf("-jobs must be at least 1, got %d", opts.Jobs)
+		return nil, badinput.Errorf("-jobs must be at least 1, got %d", opts.Jobs)
 	}
 	if p.compress, err = ParseCompression(string(opts.Compression)); err != nil {
 		return nil, err
@@ -352,30 +375,30 @@ func newPlan(opts Options) (*plan, error) {
 	if p.compress == CompressionZstd && opts.Daemon {
 		// Measured: Docker 20.10 fails to unpack zstd layers
 		// ("archive/tar: invalid tar header"); docs/benchmarks.md.
-		return nil, inputErrorf("-compression zstd: not with -daemon (the Docker engine may not unpack zstd layers; Docker 20.10 does not)")
+		return nil, badinput.Errorf("-compression zstd: not with -daemon (the Docker engine may not unpack zstd layers; Docker 20.10 does not)")
 	}
 	switch p.timeout = opts.Timeout; {
 	case p.timeout == 0:
 		p.timeout = DefaultTimeout
 	case p.timeout < 0:
-		return nil, inputErrorf("-timeout must be positive, got %s", opts.Timeout)
+		return nil, badinput.Errorf("-timeout must be positive, got %s", opts.Timeout)
 	}
 
-	hosts, err := insecure.Parse(opts.Insecure)
+	hosts, err := insecureregistry.Parse(opts.Insecure)
 	if err != nil {
-		return nil, badInput(err)
+		return nil, badinput.Wrap(err)
 	}
 	p.insecure = hosts
 
 	switch {
 	case opts.Artifact != nil && opts.Source != "":
-		return nil, inputErrorf("give either a source or an artifact, not both")
+		return nil, badinput.Errorf("give either a source or an artifact, not both")
 	case opts.Artifact == nil && opts.Source == "":
-		return nil, inputErrorf("-source is required")
+		return nil, badinput.Errorf("-source is required")
 	case opts.Source != "":
 		src, err := ParseSource(opts.Source) // its errors name -source
 		if err != nil {
-			return nil, badInput(err)
+			return nil, badinput.Wrap(err)
 		}
 		p.source = &src
 	}
@@ -383,22 +406,22 @@ func newPlan(opts Options) (*plan, error) {
 	if opts.Platform != "" {
 		pl, err := ParsePlatform(opts.Platform) // its errors name -platform
 		if err != nil {
-			return nil, badInput(err)
+			return nil, badinput.Wrap(err)
 		}
 		p.platform = pl
 	}
 
 	if len(opts.Tags) == 0 {
-		return nil, inputErrorf("no destination IMAGE given")
+		return nil, badinput.Errorf("no destination IMAGE given")
 	}
 	seen := map[string]string{}
 	for _, s := range opts.Tags {
 		t, err := parseTag(s, p.insecure)
 		if err != nil {
-			return nil, inputErrorf("destination IMAGE %q: %v", s, err)
+			return nil, badinput.Errorf("destination IMAGE %q: %v", s, err)
 		}
 		if prev, dup := seen[t.Name()]; dup {
-			return nil, inputErrorf("destination IMAGE %q names the same tag as %q", s, prev)
+			return nil, badinput.Errorf("destination IMAGE %q names the same tag as %q", s, prev)
 		}
 		seen[t.Name()] = s
 		p.tags = append(p.tags, t)
@@ -406,7 +429,7 @@ func newPlan(opts Options) (*plan, error) {
 
 	schema, err := report.ParseSchema(string(opts.ReportSchema))
 	if err != nil {
-		return nil, inputErrorf("-report-schema: %v", err)
+		return nil, badinput.Errorf("-report-schema: %v", err)
 	}
 	p.schema = schema
 
@@ -415,12 +438,12 @@ func newPlan(opts Options) (*plan, error) {
 		p.reportPath = report.DefaultPath
 	}
 	if err := checkReportPath(p.reportPath); err != nil {
-		return nil, inputErrorf("-report %s: %v", p.reportPath, err)
+		return nil, badinput.Errorf("-report %s: %v", p.reportPath, err)
 	}
 
 	if opts.OCILayout != "" {
 		if err := checkOCILayoutDir(opts.OCILayout); err != nil {
-			return nil, inputErrorf("-oci-layout %v", err)
+			return nil, badinput.Errorf("-oci-layout %v", err)
 		}
 	}
 	return p, nil
@@ -450,7 +473,7 @@ func checkReportPath(path string) error {
 
 // parseTag parses a destination: a tag, never a digest. Only references to
 // an insecure host get name.Insecure.
-func parseTag(s string, insecureHosts insecure.Hosts) (name.Tag, error) {
+func parseTag(s string, insecureHosts insecureregistry.Hosts) (name.Tag, error) {
 	if strings.Contains(s, "@") {
 		return name.Tag{}, errors.New("must be a tag, not a digest reference")
 	}

@@ -25,6 +25,7 @@ import (
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/golden"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -197,7 +198,7 @@ func TestRunFailedPushLeavesNoReport(t *testing.T) {
 
 	_, err := Run(context.Background(), opts)
 	assert.ErrorContains(t, err, "push "+tag)
-	assert.Assert(t, !errors.Is(err, ErrBadInput))
+	assert.Assert(t, !errors.Is(err, badinput.Err))
 	assert.Assert(t, !fileExists(opts.ReportPath), "the stale report must be removed")
 }
 
@@ -239,7 +240,7 @@ func TestRunBadInputTouchesNothing(t *testing.T) {
 			tc.modify(&opts)
 
 			_, err := Run(context.Background(), opts)
-			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 			assert.ErrorContains(t, err, tc.want)
 			assert.Equal(t, len(reg.requests()), 0, "requests: %v", reg.requests())
 			// Nothing is written, or even removed, on bad input.
@@ -287,6 +288,6 @@ func TestRunReportWriteFailureSaysPushed(t *testing.T) {
 	_, err := Run(context.Background(), opts)
 	assert.ErrorContains(t, err, "image WAS pushed as "+reg2.ref("app:1")+"@"+digestOf(t, img))
 	assert.ErrorContains(t, err, "report could not be written")
-	assert.Assert(t, !errors.Is(err, ErrBadInput))
+	assert.Assert(t, !errors.Is(err, badinput.Err))
 	assert.Assert(t, !errors.Is(err, report.ErrInvalid))
 }

@@ -17,12 +17,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
 // FuzzDestinationReference: the destination IMAGE references export-step
 // accepts. newPlan never panics; it refuses a reference with one line that
-// wraps ErrBadInput and quotes the reference; a reference it accepts is a
+// wraps badinput.Err and quotes the reference; a reference it accepts is a
 // tag (no digest) whose full name parses back to itself, and a report
 // naming it is one report.Read and report2results accept (what export-step
 // writes, the bridge can read).
@@ -40,8 +42,8 @@ func FuzzDestinationReference(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := newPlan(Options{Artifact: img, Tags: []string{s}, Jobs: 1, Quiet: true, Stderr: io.Discard, ReportPath: reportPath})
 		if err != nil {
-			if !errors.Is(err, ErrBadInput) {
-				t.Fatalf("newPlan(%q): error does not wrap ErrBadInput: %v", s, err)
+			if !errors.Is(err, badinput.Err) {
+				t.Fatalf("newPlan(%q): error does not wrap badinput.Err: %v", s, err)
 			}
 			if strings.ContainsAny(err.Error(), "\r\n") || !strings.Contains(err.Error(), fmt.Sprintf("%q", s)) {
 				t.Fatalf("newPlan(%q): error is not one line quoting the reference: %q", s, err)
@@ -74,7 +76,7 @@ func FuzzDestinationReference(f *testing.F) {
 
 // FuzzLayoutIndex: index.json of an OCI layout, read as a -source and as
 // the -oci-layout the export appends to. Neither panics. As a source, Open
-// either refuses it with one line wrapping ErrBadInput and naming the
+// either refuses it with one line wrapping badinput.Err and naming the
 // layout, or returns an image or index that index.json lists (or the index
 // itself). As a destination, checkOCILayoutDir either refuses it (one line
 // naming the directory) or writeOCILayout then succeeds: the layout lists
@@ -127,8 +129,8 @@ func FuzzLayoutIndex(f *testing.F) {
 		}
 		a, err := Open(ctx, Source{Transport: TransportOCI, Path: src})
 		if err != nil {
-			if !errors.Is(err, ErrBadInput) {
-				t.Fatalf("Open: error does not wrap ErrBadInput: %v", err)
+			if !errors.Is(err, badinput.Err) {
+				t.Fatalf("Open: error does not wrap badinput.Err: %v", err)
 			}
 			if strings.ContainsAny(err.Error(), "\r\n") || !strings.Contains(err.Error(), src) {
 				t.Fatalf("Open: error is not one line naming the layout: %q", err)
@@ -178,8 +180,8 @@ func FuzzLayoutIndex(f *testing.F) {
 		// with no full name (pkg/layout Merge); every other one is kept.
 		kept := 0
 		for _, m := range bm.Manifests {
-			full, hasFull := m.Annotations[AnnotationImageName]
-			ref := m.Annotations[AnnotationRefName]
+			full, hasFull := m.Annotations[ourlayout.AnnotationImageName]
+			ref := m.Annotations[ourlayout.AnnotationRefName]
 			if full != primary.Name() && ref != primary.Name() && (hasFull || ref != primary.TagStr()) {
 				kept++
 			}
@@ -187,8 +189,8 @@ func FuzzLayoutIndex(f *testing.F) {
 		if len(am.Manifests) != kept+1 {
 			t.Fatalf("index.json had %d descriptors (%d not naming %s), now %d", len(bm.Manifests), kept, primary, len(am.Manifests))
 		}
-		found, err := partial.FindManifests(after, func(x v1.Descriptor) bool { return x.Annotations[AnnotationImageName] == primary.Name() })
-		if err != nil || len(found) != 1 || found[0].Digest != d.Digest || found[0].Annotations[AnnotationRefName] != primary.TagStr() {
+		found, err := partial.FindManifests(after, func(x v1.Descriptor) bool { return x.Annotations[ourlayout.AnnotationImageName] == primary.Name() })
+		if err != nil || len(found) != 1 || found[0].Digest != d.Digest || found[0].Annotations[ourlayout.AnnotationRefName] != primary.TagStr() {
 			t.Fatalf("layout does not list the image under %s: %v %v", primary, found, err)
 		}
 		if entries, _ := os.ReadDir(parent); len(entries) != 1 {

@@ -25,6 +25,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 )
 
 // snapshot records every file under dir: its content, or "-> target" for a
@@ -179,7 +182,7 @@ func TestOCILayoutSourceStaysInside(t *testing.T) {
 			before := snapshot(t, outside)
 
 			_, err := Open(ctx, Source{Transport: TransportOCI, Path: dir})
-			assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 			assertOneLine(t, err, dir, tc.want)
 			assert.DeepEqual(t, snapshot(t, outside), before)
 		})
@@ -210,7 +213,7 @@ func TestOCILayoutDestinationStaysInside(t *testing.T) {
 	existing := func(t *testing.T, dir string) {
 		p, err := layout.Write(dir, empty.Index)
 		assert.NilError(t, err)
-		assert.NilError(t, p.AppendImage(old, layout.WithAnnotations(map[string]string{v1RefName: "old"})))
+		assert.NilError(t, p.AppendImage(old, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "old"})))
 	}
 
 	tests := []struct {
@@ -283,7 +286,7 @@ func TestOCILayoutDestinationStaysInside(t *testing.T) {
 			assert.Check(t, is.DeepEqual(snapshot(t, outside), before), "written outside the layout")
 			assert.Check(t, is.Len(reg.requests(), 0), "something was sent to the registry")
 			assert.Check(t, !fileExists(opts.ReportPath))
-			assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 			assertOneLine(t, err, "-oci-layout", dir, tc.want)
 		})
 	}
@@ -327,7 +330,7 @@ func TestOCILayoutDestinationStaysInside(t *testing.T) {
 			assert.NilError(t, err)
 			var found bool
 			for _, d := range im.Manifests {
-				found = found || (d.Annotations[v1RefName] == "1" && d.Digest.String() == rep.Image.Digest)
+				found = found || (d.Annotations[ourlayout.AnnotationRefName] == "1" && d.Digest.String() == rep.Image.Digest)
 			}
 			assert.Check(t, found, "index.json of %s does not list the image: %+v", real, im.Manifests)
 			// Every blob landed in the real directory, as a regular file.
@@ -402,7 +405,7 @@ func TestDockerArchiveStaysInside(t *testing.T) {
 			p := filepath.Join(t.TempDir(), fmt.Sprintf("case%d.tar", i))
 			writeHostileTar(t, p, tc.entries)
 			_, err := Open(ctx, Source{Transport: TransportDockerArchive, Path: p})
-			assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 			assertOneLine(t, err, p, tc.want)
 		})
 	}
@@ -593,7 +596,7 @@ func TestReportPathSymlinks(t *testing.T) {
 		opts := testOptions(t, img, reg.ref("app:1"))
 		opts.ReportPath = p
 		_, err := Run(ctx, opts)
-		assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+		assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 		assertOneLine(t, err, "-report "+p, "is a directory")
 		assert.Check(t, is.Len(reg.requests(), 0))
 		assert.DeepEqual(t, snapshot(t, outside), map[string]string{".": "dir " + mustMode(t, outside)})

@@ -16,6 +16,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // tarStreams counts directory tar streams produced (each one compressed or
@@ -51,7 +53,7 @@ func destPrefix(spec AppendSpec) (string, error) {
 	d := strings.ReplaceAll(spec.Dest, `\`, "/")
 	for _, part := range strings.Split(d, "/") {
 		if part == ".." {
-			return "", inputErrorf("-append %q: destination %q must not contain '..'", appendValue(spec), spec.Dest)
+			return "", badinput.Errorf("-append %q: destination %q must not contain '..'", appendValue(spec), spec.Dest)
 		}
 	}
 	c := strings.TrimPrefix(path.Clean("/"+d), "/")
@@ -71,17 +73,17 @@ func scanDir(spec AppendSpec, created time.Time) (*dirLayer, error) {
 	}
 	flag := appendValue(spec)
 	if spec.Dir == "" {
-		return nil, inputErrorf("-append %q: no directory given", flag)
+		return nil, badinput.Errorf("-append %q: no directory given", flag)
 	}
 	root, err := os.Stat(spec.Dir) // the root may be a symlink to a directory
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, inputErrorf("-append %q: %s does not exist", flag, spec.Dir)
+		return nil, badinput.Errorf("-append %q: %s does not exist", flag, spec.Dir)
 	}
 	if err != nil {
-		return nil, inputErrorf("-append %q: %w", flag, err)
+		return nil, badinput.Errorf("-append %q: %w", flag, err)
 	}
 	if !root.IsDir() {
-		return nil, inputErrorf("-append %q: %s is not a directory", flag, spec.Dir)
+		return nil, badinput.Errorf("-append %q: %s is not a directory", flag, spec.Dir)
 	}
 	dl := &dirLayer{spec: spec, prefix: prefix, created: created}
 	dl.entries = append(dl.entries, layerEntry{rel: ".", abs: spec.Dir, info: root})
@@ -94,14 +96,14 @@ func scanDir(spec AppendSpec, created time.Time) (*dirLayer, error) {
 func (dl *dirLayer) walk(abs, rel string) error {
 	des, err := os.ReadDir(abs) // sorted by name
 	if err != nil {
-		return inputErrorf("-append %q: %w", appendValue(dl.spec), err)
+		return badinput.Errorf("-append %q: %w", appendValue(dl.spec), err)
 	}
 	for _, de := range des {
 		a := filepath.Join(abs, de.Name())
 		r := path.Join(rel, de.Name())
 		fi, err := os.Lstat(a)
 		if err != nil {
-			return inputErrorf("-append %q: %w", appendValue(dl.spec), err)
+			return badinput.Errorf("-append %q: %w", appendValue(dl.spec), err)
 		}
 		e := layerEntry{rel: r, abs: a, info: fi}
 		switch {
@@ -109,10 +111,10 @@ func (dl *dirLayer) walk(abs, rel string) error {
 		case fi.IsDir():
 		case fi.Mode()&fs.ModeSymlink != 0:
 			if e.link, err = os.Readlink(a); err != nil {
-				return inputErrorf("-append %q: %w", appendValue(dl.spec), err)
+				return badinput.Errorf("-append %q: %w", appendValue(dl.spec), err)
 			}
 		default:
-			return inputErrorf("-append %q: %s is a %s; only regular files, directories and symlinks can be added",
+			return badinput.Errorf("-append %q: %s is a %s; only regular files, directories and symlinks can be added",
 				appendValue(dl.spec), a, fileType(fi.Mode()))
 		}
 		dl.entries = append(dl.entries, e)

@@ -22,6 +22,8 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // layerFixture writes a directory with every kind of entry -append takes,
@@ -168,11 +170,11 @@ func TestLayerBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := scanDir(tc.spec, time.Unix(0, 0))
-			assert.ErrorIs(t, err, ErrBadInput)
+			assert.ErrorIs(t, err, badinput.Err)
 			assert.ErrorContains(t, err, tc.wantErr)
 			// Apply reports the same, before touching the image.
-			_, err = Apply(context.Background(), srcImage(t, ""), Edits{Append: []AppendSpec{tc.spec}})
-			assert.ErrorIs(t, err, ErrBadInput)
+			_, err = Apply(context.Background(), srcImage(t, ""), Edits{Append: []AppendSpec{tc.spec}}, nil)
+			assert.ErrorIs(t, err, badinput.Err)
 			assert.ErrorContains(t, err, tc.wantErr)
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // Images of an OCI layout source, with their manifest parsed once.
@@ -38,7 +40,7 @@ func newLayoutImage(path layout.Path, d v1.Descriptor) (v1.Image, error) {
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
-		return nil, inputErrorf("manifest %s: %w", d.Digest, err)
+		return nil, badinput.Errorf("manifest %s: %w", d.Digest, err)
 	}
 	c := &cachedLayoutImage{path: path, desc: d, raw: raw, manifest: m, blobs: make(map[v1.Hash]v1.Descriptor, len(m.Layers)+1)}
 	c.blobs[m.Config.Digest] = m.Config

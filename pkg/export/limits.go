@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // MaxManifestBytes is the largest manifest or index export-step pushes to a
@@ -23,7 +25,7 @@ func checkManifestSizes(a Artifact, what string) error {
 
 func checkManifestSize(a Artifact, what string, depth int) error {
 	if depth > maxIndexDepth {
-		return inputErrorf("%s: indexes nested more than %d deep", what, maxIndexDepth)
+		return badinput.Errorf("%s: indexes nested more than %d deep", what, maxIndexDepth)
 	}
 	if ls, ok := a.(layerStreamer); ok && ls.manifestSizeBound() <= MaxManifestBytes {
 		return nil // known to fit without compressing every layer first
@@ -40,7 +42,7 @@ func checkManifestSize(a Artifact, what string, depth int) error {
 			}
 		}
 		h, _, _ := v1.SHA256(bytes.NewReader(raw))
-		return inputErrorf("%s: manifest %s is %d bytes%s, more than the %d bytes (4 MiB) a registry accepts (Distribution's limit on a manifest PUT)",
+		return badinput.Errorf("%s: manifest %s is %d bytes%s, more than the %d bytes (4 MiB) a registry accepts (Distribution's limit on a manifest PUT)",
 			what, h, len(raw), layers, MaxManifestBytes)
 	}
 	idx, ok := a.(v1.ImageIndex)

@@ -16,14 +16,6 @@ import (
 	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 )
 
-const (
-	// AnnotationRefName is the OCI annotation naming a descriptor in
-	// index.json: the tag part of a destination.
-	AnnotationRefName = ourlayout.AnnotationRefName
-	// AnnotationImageName is containerd's annotation for the full reference.
-	AnnotationImageName = ourlayout.AnnotationImageName
-)
-
 // checkOCILayoutDir accepts a missing directory (it will be created), an
 // empty one, or an OCI image layout whose files stay inside it. dir itself
 // may be a symlink, or lie under one: it is followed like any path. Inside,
@@ -137,7 +129,7 @@ func writeOCILayout(dir string, art Artifact, tags []name.Tag) (*v1.Descriptor, 
 		return nil, err
 	}
 	for _, n := range names {
-		found, err := partial.FindManifests(got, func(d v1.Descriptor) bool { return d.Annotations[AnnotationImageName] == n })
+		found, err := partial.FindManifests(got, func(d v1.Descriptor) bool { return d.Annotations[ourlayout.AnnotationImageName] == n })
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"gotest.tools/v3/assert"
+
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 )
 
 func TestRunOCILayout(t *testing.T) {
@@ -32,12 +34,12 @@ func TestRunOCILayout(t *testing.T) {
 	assert.Equal(t, len(im.Manifests), 2) // one per tag
 	assert.Equal(t, im.Manifests[0].Digest.String(), rep.Image.Digest)
 	assert.DeepEqual(t, im.Manifests[0].Annotations, map[string]string{
-		AnnotationRefName:   "1.0",
-		AnnotationImageName: reg.ref("team/app:1.0"),
+		ourlayout.AnnotationRefName:   "1.0",
+		ourlayout.AnnotationImageName: reg.ref("team/app:1.0"),
 	})
 	assert.DeepEqual(t, im.Manifests[1].Annotations, map[string]string{
-		AnnotationRefName:   "latest",
-		AnnotationImageName: reg.ref("team/app:latest"),
+		ourlayout.AnnotationRefName:   "latest",
+		ourlayout.AnnotationImageName: reg.ref("team/app:latest"),
 	})
 	got, err := idx.Image(im.Manifests[0].Digest)
 	assert.NilError(t, err)
@@ -62,7 +64,7 @@ func TestRunOCILayout(t *testing.T) {
 	assert.NilError(t, err)
 	byRef := map[string]v1.Descriptor{}
 	for _, d := range im.Manifests {
-		byRef[d.Annotations[AnnotationRefName]] = d
+		byRef[d.Annotations[ourlayout.AnnotationRefName]] = d
 	}
 	assert.Equal(t, len(im.Manifests), 3, "%v", im.Manifests) // latest, 2.0, 1.0 again
 	assert.Equal(t, byRef["latest"].Digest.String(), digestOf(t, img))
@@ -117,7 +119,7 @@ func TestRunOCILayoutEveryTagByFullName(t *testing.T) {
 	assert.NilError(t, err)
 	var got []string
 	for _, d := range im.Manifests {
-		got = append(got, d.Annotations[AnnotationImageName]+" "+d.Annotations[AnnotationRefName]+" "+d.Digest.String())
+		got = append(got, d.Annotations[ourlayout.AnnotationImageName]+" "+d.Annotations[ourlayout.AnnotationRefName]+" "+d.Digest.String())
 	}
 	assert.DeepEqual(t, got, []string{
 		reg.ref("a:latest") + " latest " + digestOf(t, a),

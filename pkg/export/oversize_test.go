@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // manyLayers is an OCI image of n small, distinct layers.
@@ -196,7 +198,7 @@ func TestManifestOverRegistryLimit(t *testing.T) {
 			tag := reg.ref("big/app:1")
 			opts := testOptions(t, tc.art, tag)
 			_, err := Run(context.Background(), opts)
-			assert.Check(t, errors.Is(err, ErrBadInput), "not ErrBadInput: %v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "not badinput.Err: %v", err)
 			assertOneLine(t, err, "destination IMAGE "+mustTag(t, tag).Name(), fmt.Sprintf("%d bytes (30000 layers)", len(raw)), "more than the 4194304 bytes (4 MiB) a registry accepts")
 			assert.Check(t, is.Len(reg.requests(), 0))
 			assert.Check(t, !fileExists(opts.ReportPath))

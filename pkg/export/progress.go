@@ -4,20 +4,14 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
 )
 
 // defaultProgressInterval is both the delay before the first progress line
 // (short pushes print none) and the least time between two lines.
 const defaultProgressInterval = time.Second
-
-// progressCounter is the state of one push's progress: the bytes to send
-// and those sent so far. Anything may add to it from any goroutine at any
-// time, also a request body that net/http reads after the request returned:
-// the adds are atomic and nothing is ever closed, so a late one is harmless
-// by construction (no send on a channel another goroutine closes).
-type progressCounter struct{ total, done atomic.Int64 }
 
 // printProgress prints, every interval (and only once the push has run for
 // an interval),
@@ -27,7 +21,7 @@ type progressCounter struct{ total, done atomic.Int64 }
 // and, if it printed anything, a last line with the total and the time
 // taken once stop is called. stop waits for that line; it may be called
 // more than once.
-func printProgress(w io.Writer, label string, c *progressCounter, interval time.Duration) (stop func()) {
+func printProgress(w io.Writer, label string, c *registry.Counter, interval time.Duration) (stop func()) {
 	if interval <= 0 {
 		interval = defaultProgressInterval
 	}
@@ -42,12 +36,12 @@ func printProgress(w io.Writer, label string, c *progressCounter, interval time.
 			select {
 			case now := <-tick.C:
 				printed = true
-				n := c.done.Load()
+				n := c.Done.Load()
 				fmt.Fprintf(w, "pushing %s: %s / %s (%s/s)\n", label,
-					formatBytes(n), formatBytes(c.total.Load()), formatBytes(rate(n, now.Sub(start))))
+					formatBytes(n), formatBytes(c.Total.Load()), formatBytes(rate(n, now.Sub(start))))
 			case <-quit:
 				if printed {
-					took, n := time.Since(start), c.done.Load()
+					took, n := time.Since(start), c.Done.Load()
 					fmt.Fprintf(w, "pushed %s: %s in %s (%s/s)\n", label, formatBytes(n),
 						took.Round(100*time.Millisecond), formatBytes(rate(n, took)))
 				}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -51,7 +52,7 @@ func TestRunProgress(t *testing.T) {
 		reg := newTestRegistry(t, throttle)
 		stderr := &bytes.Buffer{}
 		opts := testOptions(t, img, reg.ref("app:1"))
-		opts.Quiet, opts.Stderr, opts.progressInterval = false, stderr, 20*time.Millisecond
+		opts.Quiet, opts.Stderr, opts.ProgressInterval = false, stderr, 20*time.Millisecond
 		_, err := Run(context.Background(), opts)
 		assert.NilError(t, err)
 
@@ -78,7 +79,7 @@ func TestRunProgress(t *testing.T) {
 		stderr := &bytes.Buffer{}
 		opts := testOptions(t, nil, reg.ref("app:1"))
 		opts.Artifact, opts.Source = nil, "oci:"+dir
-		opts.Quiet, opts.Stderr, opts.progressInterval = false, stderr, 20*time.Millisecond
+		opts.Quiet, opts.Stderr, opts.ProgressInterval = false, stderr, 20*time.Millisecond
 		_, err = Run(context.Background(), opts)
 		assert.NilError(t, err)
 		var total int64
@@ -99,7 +100,7 @@ func TestRunProgress(t *testing.T) {
 		reg := newTestRegistry(t, throttle)
 		stderr := &bytes.Buffer{}
 		opts := testOptions(t, img, reg.ref("app:1"))
-		opts.Quiet, opts.Stderr, opts.progressInterval = true, stderr, 20*time.Millisecond
+		opts.Quiet, opts.Stderr, opts.ProgressInterval = true, stderr, 20*time.Millisecond
 		_, err := Run(context.Background(), opts)
 		assert.NilError(t, err)
 		assert.Equal(t, stderr.String(), "")
@@ -127,15 +128,15 @@ func TestFormatBytes(t *testing.T) {
 
 func TestPrintProgressThrottles(t *testing.T) {
 	var out bytes.Buffer
-	c := &progressCounter{}
-	c.total.Add(100)
+	c := &registry.Counter{}
+	c.Total.Add(100)
 	stop := printProgress(&out, "reg/app", c, time.Hour)
 	for range 100 {
-		c.done.Add(1)
+		c.Done.Add(1)
 	}
 	stop()
 	stop()        // twice is harmless
-	c.done.Add(1) // and so is counting after it
+	c.Done.Add(1) // and so is counting after it
 	assert.Equal(t, out.String(), "", "a push shorter than the interval prints nothing")
 }
 
@@ -224,7 +225,7 @@ func TestProgressAfterPushReturned(t *testing.T) {
 			late := &lateReader{next: http.DefaultTransport}
 			opts := testOptions(t, tc.art, reg.ref("app:1"))
 			opts.Transport = late
-			opts.Quiet, opts.progressInterval = false, time.Millisecond
+			opts.Quiet, opts.ProgressInterval = false, time.Millisecond
 			_, err := Run(context.Background(), opts)
 			assert.NilError(t, err)
 			assert.Assert(t, len(late.bodies) > 0, "no blob upload was left unread")

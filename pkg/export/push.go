@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -19,21 +20,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// retryStatusCodes are the transient HTTP statuses retried with backoff:
-// timeouts, rate limits and server errors. 4xx auth and validation errors
-// are never retried.
-var retryStatusCodes = []int{
-	http.StatusRequestTimeout,
-	http.StatusTooManyRequests,
-	http.StatusInternalServerError,
-	http.StatusBadGateway,
-	http.StatusServiceUnavailable,
-	http.StatusGatewayTimeout,
-}
-
 // registryConfig is the push policy.
 type registryConfig struct {
-	transport http.RoundTripper // from newRegistryTransport
+	transport http.RoundTripper // from registry.NewTransport
 	keychain  authn.Keychain
 	jobs      int
 	backoff   remote.Backoff
@@ -80,7 +69,7 @@ func groupByRegistry(tags []name.Tag) [][]*repoTags {
 // Per repository, the first tag's manifest is checked with one HEAD: if it
 // already names art (an unchanged re-export), every other tag gets one HEAD
 // too and only the tags that differ are written. Otherwise blobs are
-// uploaded once (upload.go: a POST that offers each for mounting, then one
+// uploaded once (registry.Uploader: a POST that offers each for mounting, then one
 // monolithic PUT), the manifest is PUT for the first tag, and every other
 // tag of that repository costs one manifest PUT. The first repository of
 // each registry is pushed in full; the registry's other repositories then
@@ -172,23 +161,25 @@ func pushRepo(ctx context.Context, art Artifact, describe func() (*v1.Descriptor
 	primary := g.tags[0]
 
 	img, isImage := art.(v1.Image)
-	var blobs []blob
+	var blobs []registry.Blob
 	var pullFrom []name.Repository
 	if isImage {
 		var err error
 		if ls, ok := art.(layerStreamer); ok {
 			blobs, err = ls.streamBlobs(mountFrom.Context())
 		} else {
-			blobs, err = imageBlobs(img, mountFrom.Context())
+			blobs, err = registry.ImageBlobs(img, mountFrom.Context())
 		}
 		if err != nil {
 			return fmt.Errorf("push %s: %w", primary.Name(), err)
 		}
 		for _, b := range blobs {
-			pullFrom = append(pullFrom, b.from)
+			pullFrom = append(pullFrom, b.From)
 		}
 	}
-	rc, err := newRegistryClient(ctx, g.repo, pullFrom, c)
+	rc, err := registry.NewClient(ctx, g.repo, pullFrom, registry.Config{
+		Transport: c.transport, Keychain: c.keychain, Backoff: c.backoff, UserAgent: UserAgent,
+	})
 	if err != nil {
 		return fmt.Errorf("push %s: %w", primary.Name(), err)
 	}
@@ -196,7 +187,7 @@ func pushRepo(ctx context.Context, art Artifact, describe func() (*v1.Descriptor
 	// One HEAD of the first tag. When it names art already (an unchanged
 	// re-export), one HEAD of each other tag, and only the tags that
 	// differ are written.
-	got, err := rc.headManifest(ctx, primary.TagStr())
+	got, err := rc.HeadManifest(ctx, primary.TagStr())
 	if err != nil {
 		return fmt.Errorf("push %s: %w", primary.Name(), err)
 	}
@@ -218,7 +209,7 @@ func pushRepo(ctx context.Context, art Artifact, describe func() (*v1.Descriptor
 		hg.SetLimit(max(c.jobs, 1))
 		for _, t := range g.tags[1:] {
 			hg.Go(func() error {
-				got, err := rc.headManifest(hctx, t.TagStr())
+				got, err := rc.HeadManifest(hctx, t.TagStr())
 				if err != nil {
 					return fmt.Errorf("push %s: %w", t.Name(), err)
 				}
@@ -237,10 +228,10 @@ func pushRepo(ctx context.Context, art Artifact, describe func() (*v1.Descriptor
 		}
 	}
 
-	// Progress is counted with atomic adds (progressCounter), never sent
+	// Progress is counted with atomic adds (registry.Counter), never sent
 	// on a channel: a request body may still be read after its request
 	// returned, and after this function has.
-	counter := &progressCounter{}
+	counter := &registry.Counter{}
 	if c.progress != nil && len(todo) > 0 && todo[0] == primary {
 		defer printProgress(c.progress, g.repo.Name(), counter, c.interval)()
 	}
@@ -252,21 +243,21 @@ func pushRepo(ctx context.Context, art Artifact, describe func() (*v1.Descriptor
 			remote.WithJobs(c.jobs),
 			remote.WithUserAgent(UserAgent),
 			remote.WithRetryBackoff(c.backoff),
-			remote.WithRetryStatusCodes(retryStatusCodes...),
-			remote.WithRetryPredicate(isTransient),
+			remote.WithRetryStatusCodes(registry.RetryStatusCodes...),
+			remote.WithRetryPredicate(registry.IsTransient),
 		)
 	}
 
 	if len(todo) > 0 && todo[0] == primary {
 		if isImage {
-			u := &blobUploader{rc: rc, counter: counter, fallback: func(ctx context.Context, l v1.Layer) error {
+			u := &registry.Uploader{Client: rc, Counter: counter, Fallback: func(ctx context.Context, l v1.Layer) error {
 				p, err := pusher()
 				if err != nil {
 					return err
 				}
 				return p.Upload(ctx, g.repo, l)
 			}}
-			if err := u.upload(ctx, blobs, c.jobs, reexport); err != nil {
+			if err := u.Upload(ctx, blobs, c.jobs, reexport); err != nil {
 				return fmt.Errorf("push %s: %w", primary.Name(), err)
 			}
 			// The manifest PUTs below, the first tag's with the others.
@@ -277,11 +268,11 @@ func pushRepo(ctx context.Context, art Artifact, describe func() (*v1.Descriptor
 			if err != nil {
 				return fmt.Errorf("push %s: %w", primary.Name(), err)
 			}
-			counter.total.Add(blobTotal(art))
-			wrap := func(l v1.Layer) v1.Layer { return &countedLayer{Layer: l, counter: counter} }
+			counter.Total.Add(blobTotal(art))
+			wrap := func(l v1.Layer) v1.Layer { return registry.CountedLayer(l, counter) }
 			if mountFrom.Context().Name() != g.repo.Name() {
 				wrap = func(l v1.Layer) v1.Layer {
-					return &remote.MountableLayer{Layer: &countedLayer{Layer: l, counter: counter}, Reference: mountFrom}
+					return &remote.MountableLayer{Layer: registry.CountedLayer(l, counter), Reference: mountFrom}
 				}
 			}
 			src := wrapLayers(art, wrap)
@@ -310,7 +301,7 @@ func pushRepo(ctx context.Context, art Artifact, describe func() (*v1.Descriptor
 	tg.SetLimit(max(c.jobs, 1))
 	for _, t := range todo {
 		tg.Go(func() error {
-			if err := rc.putManifest(tctx, t.TagStr(), string(desc.MediaType), raw); err != nil {
+			if err := rc.PutManifest(tctx, t.TagStr(), string(desc.MediaType), raw); err != nil {
 				if t == primary {
 					return fmt.Errorf("push %s: %w", t.Name(), err)
 				}
@@ -336,8 +327,8 @@ func registryDigest(ctx context.Context, t name.Tag, rec *digestRecorder, c regi
 		remote.WithTransport(c.transport),
 		remote.WithUserAgent(UserAgent),
 		remote.WithRetryBackoff(c.backoff),
-		remote.WithRetryStatusCodes(retryStatusCodes...),
-		remote.WithRetryPredicate(isTransient),
+		remote.WithRetryStatusCodes(registry.RetryStatusCodes...),
+		remote.WithRetryPredicate(registry.IsTransient),
 	}
 	d, err := remote.Head(t, opts...)
 	if err == nil {
@@ -474,26 +465,6 @@ func (m *wrappedIndex) Manifests() ([]partial.Describable, error) {
 	return out, nil
 }
 
-// countedLayer counts the bytes read from its compressed blob into a
-// progressCounter (atomic adds: the read may come after the push returned).
-type countedLayer struct {
-	v1.Layer
-	counter *progressCounter
-}
-
-func (l *countedLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.Layer.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	return &countedReadCloser{countingReader: countingReader{r: rc, add: func(n int64) { l.counter.done.Add(n) }}, Closer: rc}, nil
-}
-
-type countedReadCloser struct {
-	countingReader
-	io.Closer
-}
-
 // blobTotal is the size of the distributable blobs (layers and configs) of
 // every image in art, each digest once: what a push sends at most. It is
 // for progress lines only; what cannot be read counts as nothing.
@@ -504,14 +475,14 @@ func blobTotal(art Artifact) int64 {
 	walk = func(a Artifact, depth int) {
 		switch a := a.(type) {
 		case v1.Image:
-			blobs, err := imageBlobs(a, name.Repository{})
+			blobs, err := registry.ImageBlobs(a, name.Repository{})
 			if err != nil {
 				return
 			}
 			for _, b := range blobs {
-				if !seen[b.d] {
-					seen[b.d] = true
-					total += b.size
+				if !seen[b.Digest] {
+					seen[b.Digest] = true
+					total += b.Size
 				}
 			}
 		case v1.ImageIndex:

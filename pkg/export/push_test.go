@@ -24,7 +24,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"gotest.tools/v3/assert"
 
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
 	"github.com/exportreport/exportreport/test/distribution"
 )
@@ -184,7 +186,7 @@ func TestRunReExportSkipsExistingBlobs(t *testing.T) {
 	})
 
 	t.Run("new config, same large layers", func(t *testing.T) {
-		big := seededImage(t, 5, headThreshold, 2)
+		big := seededImage(t, 5, registry.HeadThreshold, 2)
 		_, err := Run(context.Background(), testOptions(t, big, reg.ref("big:1")))
 		assert.NilError(t, err)
 		reg.reset()
@@ -193,7 +195,7 @@ func TestRunReExportSkipsExistingBlobs(t *testing.T) {
 		rep, err := Run(context.Background(), testOptions(t, big2, reg.ref("big:1")))
 		assert.NilError(t, err)
 		assert.Equal(t, rep.Image.Digest, digestOf(t, big2))
-		// Layers of headThreshold and more get a HEAD and are not sent
+		// Layers of registry.HeadThreshold and more get a HEAD and are not sent
 		// again; only the new (small) config is uploaded.
 		assert.Equal(t, reg.count(http.MethodHead, "/v2/big/blobs/sha256:"), 2)
 		assert.Equal(t, reg.count(http.MethodPut, "/v2/big/blobs/uploads/"), 1)
@@ -246,7 +248,7 @@ func TestRunVerify(t *testing.T) {
 		assert.ErrorContains(t, err, reg.ref("app:v1"))
 		assert.ErrorContains(t, err, "expected "+digestOf(t, img))
 		assert.ErrorContains(t, err, "registry returned sha256:000000")
-		assert.Assert(t, !errors.Is(err, ErrBadInput))
+		assert.Assert(t, !errors.Is(err, badinput.Err))
 		assert.Assert(t, !fileExists(opts.ReportPath))
 	})
 
@@ -315,7 +317,7 @@ func TestRunRetries(t *testing.T) {
 }
 
 func TestParseTagInsecureOnlyForListedHosts(t *testing.T) {
-	set, err := insecure.Parse([]string{"insecure.example"})
+	set, err := insecureregistry.Parse([]string{"insecure.example"})
 	assert.NilError(t, err)
 	a, err := parseTag("insecure.example/app:1", set)
 	assert.NilError(t, err)
@@ -517,20 +519,6 @@ func TestGroupByRegistry(t *testing.T) {
 		{"b.io/x=1,2"},
 		{"index.docker.io/library/x=1,3"},
 	})
-}
-
-func TestNewRegistryTransportTLSPolicy(t *testing.T) {
-	secure := newRegistryTransport(nil, nil).(*http.Transport)
-	assert.Assert(t, secure.TLSClientConfig == nil || !secure.TLSClientConfig.InsecureSkipVerify)
-
-	set, err := insecure.Parse([]string{"insecure.example:5000"})
-	assert.NilError(t, err)
-	tr := newRegistryTransport(nil, set).(*hostTLSTransport)
-	assert.Assert(t, tr.unverified.(*http.Transport).TLSClientConfig.InsecureSkipVerify)
-	assert.Assert(t, tr.secure.(*http.Transport).TLSClientConfig == nil || !tr.secure.(*http.Transport).TLSClientConfig.InsecureSkipVerify)
-	// The shared default is never modified.
-	def := remote.DefaultTransport.(*http.Transport)
-	assert.Assert(t, def.TLSClientConfig == nil || !def.TLSClientConfig.InsecureSkipVerify)
 }
 
 func TestRunCreatesReportDirectory(t *testing.T) {

@@ -16,6 +16,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/pkg/export/internal/registry"
 )
 
 // Images of the sources that may hold their layers uncompressed: a
@@ -82,7 +85,7 @@ func (l *rawLayer) prepare() error {
 		}
 		if l.held == "" && blob.diffID != l.diffID {
 			os.Remove(blob.file)
-			l.err = inputErrorf("%s: its content has digest %s, the image config says %s (corrupted archive?)", l.what, blob.diffID, l.diffID)
+			l.err = badinput.Errorf("%s: its content has digest %s, the image config says %s (corrupted archive?)", l.what, blob.diffID, l.diffID)
 			return
 		}
 		l.blob = blob
@@ -152,15 +155,20 @@ type rawImage struct {
 }
 
 // newRawImage returns the image; with codec zstd, or a layer the source
-// holds as zstd, its manifest is OCI's.
-func newRawImage(config []byte, layers []*rawLayer, codec Compression) (v1.Image, error) {
+// holds as zstd, its manifest is OCI's. At most jobs layers (zero: one per
+// core) are compressed at once; each is compressed on every core already
+// (pgzip's blocks, zstd's goroutines).
+func newRawImage(config []byte, layers []*rawLayer, codec Compression, jobs int) (v1.Image, error) {
 	img := &rawImage{config: config, layers: layers, oci: codec == CompressionZstd}
 	for _, l := range layers {
 		if l.held == CompressionZstd {
 			img.oci = true
 		}
 	}
-	slots := make(chan struct{}, layerJobs)
+	if jobs < 1 {
+		jobs = max(1, runtime.GOMAXPROCS(0))
+	}
+	slots := make(chan struct{}, jobs)
 	for _, l := range layers {
 		l.oci, l.slots = img.oci, slots
 	}
@@ -171,16 +179,14 @@ func newRawImage(config []byte, layers []*rawLayer, codec Compression) (v1.Image
 	return &streamingImage{Image: v, raw: img}, nil
 }
 
-// layerJobs bounds the layers of an image compressed at once; each is
-// compressed on every core already (pgzip's blocks, zstd's goroutines).
 // layerStreamer is an image whose layers are compressed when first asked
 // for: the push uploads each as soon as it is ready (streamBlobs) rather
 // than wait for the manifest, which needs them all.
 type layerStreamer interface {
 	// streamBlobs lists the layers and the config to upload, each blob
-	// once; a layer's digest and size are learnt (blob.resolve) when it is
+	// once; a layer's digest and size are learnt (registry.Blob.Resolve) when it is
 	// compressed.
-	streamBlobs(from name.Repository) ([]blob, error)
+	streamBlobs(from name.Repository) ([]registry.Blob, error)
 	// manifestSizeBound is at least the size the manifest will have.
 	manifestSizeBound() int
 }
@@ -191,8 +197,8 @@ type streamingImage struct {
 	raw *rawImage
 }
 
-func (s *streamingImage) streamBlobs(from name.Repository) ([]blob, error) {
-	var out []blob
+func (s *streamingImage) streamBlobs(from name.Repository) ([]registry.Blob, error) {
+	var out []registry.Blob
 	seen := map[string]bool{}
 	for _, l := range s.raw.layers {
 		if l.key != "" && seen[l.key] {
@@ -203,7 +209,7 @@ func (s *streamingImage) streamBlobs(from name.Repository) ([]blob, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, blob{layer: vl, from: from})
+		out = append(out, registry.Blob{Layer: vl, From: from})
 	}
 	cl, err := partial.ConfigLayer(s.Image)
 	if err != nil {
@@ -213,7 +219,7 @@ func (s *streamingImage) streamBlobs(from name.Repository) ([]blob, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(out, blob{layer: cl, d: d, size: int64(len(s.raw.config)), from: from}), nil
+	return append(out, registry.Blob{Layer: cl, Digest: d, Size: int64(len(s.raw.config)), From: from}), nil
 }
 
 // manifestSizeBound is the size of the manifest with every layer of the
@@ -296,5 +302,3 @@ type readCloser struct {
 }
 
 func (r *readCloser) Close() error { return r.close() }
-
-var layerJobs = max(1, runtime.GOMAXPROCS(0))

@@ -16,7 +16,6 @@ package layout
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,7 +33,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/exportreport/exportreport/pkg/atomicfile"
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -60,7 +59,7 @@ type Option func(*options)
 
 type options struct {
 	offline   bool
-	insecure  insecure.Hosts
+	insecure  insecureregistry.Hosts
 	keychain  authn.Keychain
 	transport http.RoundTripper
 	logger    *slog.Logger
@@ -72,7 +71,7 @@ func WithOffline(offline bool) Option { return func(o *options) { o.offline = of
 
 // WithInsecureRegistries lets Describe talk plain HTTP, or HTTPS without
 // certificate verification, to these hosts (host[:port]) and no others,
-// matched as insecure.Hosts.Match says (the rule export-step applies).
+// matched as insecureregistry.Hosts.Match says (the rule export-step applies).
 func WithInsecureRegistries(hosts ...string) Option {
 	return func(o *options) { o.insecure = append(o.insecure, hosts...) }
 }
@@ -166,17 +165,12 @@ func (o *options) transportFor(host string) http.RoundTripper {
 	if !ok {
 		return base
 	}
-	t = t.Clone()
-	if t.TLSClientConfig == nil {
-		t.TLSClientConfig = &tls.Config{}
-	}
-	t.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // asked for with -insecure-registry, for this host only
-	return t
+	return insecureregistry.Unverified(t)
 }
 
 // digestReference turns a tag into REPOSITORY@digest, marking the registry
 // insecure when the host was named with WithInsecureRegistries.
-func digestReference(tag string, digest v1.Hash, insecureHosts insecure.Hosts) (name.Digest, error) {
+func digestReference(tag string, digest v1.Hash, insecureHosts insecureregistry.Hosts) (name.Digest, error) {
 	ref, err := name.ParseReference(tag)
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("tag %q: %w", tag, err)

@@ -302,7 +302,7 @@ func TestDescribeInsecureRegistry(t *testing.T) {
 	assert.Equal(t, got.Size, want.Size)
 	assert.Equal(t, reg.heads(), 1)
 
-	// The one -insecure-registry rule (pkg/insecure, as export-step
+	// The one -insecure-registry rule (pkg/insecureregistry, as export-step
 	// applies it): a host listed without a port covers every port of it.
 	hostOnly, _, err := net.SplitHostPort(reg.host)
 	assert.NilError(t, err)

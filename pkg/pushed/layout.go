@@ -9,17 +9,13 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/exportreport/exportreport/pkg/layout"
 )
 
 // maxIndexSize bounds the index.json read (a layout's index lists
 // descriptors: a few hundred bytes each).
 const maxIndexSize = 4 << 20
-
-// Annotations naming a layout's manifests.
-const (
-	annotationRefName       = "org.opencontainers.image.ref.name"
-	annotationContainerName = "io.containerd.image.name"
-)
 
 // ReadLayout reads the OCI image layout at dir: one image per digest its
 // index.json lists, named by its descriptors' io.containerd.image.name (a
@@ -60,26 +56,26 @@ func ReadLayout(dir string, o Options) ([]Image, error) {
 
 func layoutName(dir string, i int, desc v1.Descriptor, o Options, n int) (string, error) {
 	what := "index.json manifest " + desc.Digest.String()
-	if full := desc.Annotations[annotationContainerName]; full != "" {
-		return reference(OCILayout, dir, what+": "+annotationContainerName, full)
+	if full := desc.Annotations[layout.AnnotationImageName]; full != "" {
+		return reference(OCILayout, dir, what+": "+layout.AnnotationImageName, full)
 	}
-	refName := desc.Annotations[annotationRefName]
+	refName := desc.Annotations[layout.AnnotationRefName]
 	switch {
 	case refName != "" && isFullReference(refName):
-		return reference(OCILayout, dir, what+": "+annotationRefName, refName)
+		return reference(OCILayout, dir, what+": "+layout.AnnotationRefName, refName)
 	case refName != "":
 		if o.Image == "" {
-			return "", inputErrorf(OCILayout, dir, "%s: %s %q is a tag only: give -image REPOSITORY", what, annotationRefName, refName)
+			return "", inputErrorf(OCILayout, dir, "%s: %s %q is a tag only: give -image REPOSITORY", what, layout.AnnotationRefName, refName)
 		}
 		repo, _, err := parseRef(o.Image)
 		if err != nil {
 			return "", inputErrorf(OCILayout, dir, "-image %q: %v", o.Image, err)
 		}
-		return reference(OCILayout, dir, what+": "+annotationRefName, repo.String()+":"+refName)
+		return reference(OCILayout, dir, what+": "+layout.AnnotationRefName, repo.String()+":"+refName)
 	case o.Image != "" && n == 1:
 		return reference(OCILayout, dir, "-image", o.Image)
 	default:
-		return "", inputErrorf(OCILayout, dir, "%s has no name (%s or %s): give -image REF for a layout of one image", what, annotationRefName, annotationContainerName)
+		return "", inputErrorf(OCILayout, dir, "%s has no name (%s or %s): give -image REF for a layout of one image", what, layout.AnnotationRefName, layout.AnnotationImageName)
 	}
 }
 

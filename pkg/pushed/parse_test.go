@@ -17,6 +17,7 @@ import (
 	"gotest.tools/v3/golden"
 
 	"github.com/exportreport/exportreport/pkg/badinput"
+	ourlayout "github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/report"
 )
 
@@ -187,10 +188,10 @@ func TestReadLayout(t *testing.T) {
 		want        []string
 		wantErr     string
 	}{
-		{"tag names and -image", []map[string]string{{annotationRefName: "1.0"}, {annotationRefName: "latest"}},
+		{"tag names and -image", []map[string]string{{ourlayout.AnnotationRefName: "1.0"}, {ourlayout.AnnotationRefName: "latest"}},
 			Options{Image: "r.example/team/app"}, []string{"r.example/team/app:1.0", "r.example/team/app:latest"}, ""},
-		{"tag names without -image", []map[string]string{{annotationRefName: "1.0"}}, Options{}, nil, "is a tag only: give -image REPOSITORY"},
-		{"full names", []map[string]string{{annotationRefName: "r.example/a:1", annotationContainerName: "r.example/team/app:1"}},
+		{"tag names without -image", []map[string]string{{ourlayout.AnnotationRefName: "1.0"}}, Options{}, nil, "is a tag only: give -image REPOSITORY"},
+		{"full names", []map[string]string{{ourlayout.AnnotationRefName: "r.example/a:1", ourlayout.AnnotationImageName: "r.example/team/app:1"}},
 			Options{}, []string{"r.example/team/app:1"}, ""},
 		{"no name, -image", []map[string]string{nil}, Options{Image: "r.example/a:1"}, []string{"r.example/a:1"}, ""},
 		{"no name", []map[string]string{nil}, Options{}, nil, "has no name"},
@@ -218,7 +219,7 @@ func TestReadLayout(t *testing.T) {
 		assert.ErrorContains(t, err, "no such file or directory")
 	})
 	t.Run("symlinked index.json", func(t *testing.T) {
-		dir := write(t, map[string]string{annotationRefName: "1"})
+		dir := write(t, map[string]string{ourlayout.AnnotationRefName: "1"})
 		assert.NilError(t, os.Rename(filepath.Join(dir, "index.json"), filepath.Join(dir, "real.json")))
 		assert.NilError(t, os.Symlink("real.json", filepath.Join(dir, "index.json")))
 		_, err := ReadLayout(dir, Options{Image: "r.example/a"})
@@ -229,7 +230,7 @@ func TestReadLayout(t *testing.T) {
 		dir := t.TempDir()
 		p, err := layout.Write(dir, empty.Index)
 		assert.NilError(t, err)
-		assert.NilError(t, p.AppendIndex(idx, layout.WithAnnotations(map[string]string{annotationRefName: "multi"})))
+		assert.NilError(t, p.AppendIndex(idx, layout.WithAnnotations(map[string]string{ourlayout.AnnotationRefName: "multi"})))
 		imgs, err := ReadLayout(dir, Options{Image: "r.example/a"})
 		assert.NilError(t, err)
 		id, _ := idx.Digest()

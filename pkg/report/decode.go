@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // Key spellings. The RFC spells multi-word keys with "_", the Buildpacks
@@ -101,10 +102,10 @@ func parse(name string, data []byte, noDigest bool) (*Report, error) {
 	if _, err := toml.Decode(string(data), &doc); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			msg := strings.Join(strings.Fields(pe.Message), " ") // keep it one line
+			msg := badinput.Fold(pe.Message)
 			return nil, fileError(name, fmt.Errorf("line %d, column %d: not valid TOML: %s", pe.Position.Line, pe.Position.Col, msg), pe)
 		}
-		return nil, fileError(name, fmt.Errorf("not valid TOML: %s", oneLine(err.Error())), err)
+		return nil, fileError(name, fmt.Errorf("not valid TOML: %s", badinput.Fold(err.Error())), err)
 	}
 	r, names, err := decodeImage(doc)
 	if err != nil {
@@ -115,8 +116,6 @@ func parse(name string, data []byte, noDigest bool) (*Report, error) {
 	}
 	return r, nil
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // decodeImage turns the decoded TOML document into a Report, checking types
 // and reconciling the two spellings of each key. Value rules are left to

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"strings"
+
+	"github.com/exportreport/exportreport/pkg/atomicfile"
 )
 
 // MaxSize is the largest report Read and Parse accept, in bytes. A real
@@ -102,12 +104,14 @@ func (r *Report) Validate() error {
 // unknown schema is an error wrapping ErrInvalid, and nothing is written.
 func Encode(w io.Writer, r *Report, schema Schema) error { return encode(w, r, schema) }
 
-// Write validates r and writes it to path atomically: a temp file in the
-// same directory, fsync, mode 0644, rename, fsync of the directory. The
-// directory is created if missing. On failure no temp file is left behind
-// and an existing report at path is untouched. Validation errors wrap
-// ErrInvalid; I/O errors do not.
-func Write(path string, r *Report, schema Schema) error { return write(path, r, schema) }
+// Write validates r and writes it to path atomically and durably, with
+// atomicfile.WriteFile: a temp file in the same directory, mode 0644,
+// fsync, rename, fsync of the directory. The directory is created if
+// missing. On failure no temp file is left behind and an existing report at
+// path is untouched. Validation errors wrap ErrInvalid; I/O errors do not.
+func Write(path string, r *Report, schema Schema) error {
+	return write(path, r, schema, atomicfile.WriteFile)
+}
 
 // Remove deletes a stale report at path; a missing file is not an error.
 // A directory at path is an error wrapping ErrInvalid, and is not removed.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
@@ -93,7 +94,7 @@ func checkTag(tag string) error {
 	if err == nil { // should not happen; keep the general message
 		err = errors.New("could not parse reference")
 	}
-	return fmt.Errorf("%q: not a valid image reference: %s", tag, oneLine(err.Error()))
+	return fmt.Errorf("%q: not a valid image reference: %s", tag, badinput.Fold(err.Error()))
 }
 
 // checkDigest accepts "algorithm:hex" with a registered algorithm and the

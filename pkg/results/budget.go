@@ -4,18 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/pkg/termination"
 )
 
-// Budget is the size in bytes of a container's termination message, which is
-// where Tekton's entrypoint puts a step's results (the default
-// results-from: termination-message). Kubernetes caps it at 4096 bytes per
-// container; Tekton checks the same bound in
-// github.com/tektoncd/pipeline pkg/termination/write.go
-// (MaxContainerTerminationMessageLength = 1024 * 4) and fails the step
-// ("Termination message is above max allowed size 4096") when results
-// exceed it.
-const Budget = 4096
+// Budget is the size in bytes of a container's termination message, where
+// Tekton's entrypoint puts a step's results (termination.Budget).
+const Budget = termination.Budget
 
 // DefaultMaxResultSize is the default of -max-result-size: Tekton's
 // max-result-size default, which is also the termination message budget.
@@ -29,7 +25,7 @@ const MaxMaxResultSize = 1572864 - 1
 // CheckMaxResultSize fails for a -max-result-size Tekton would refuse.
 func CheckMaxResultSize(n int) error {
 	if n < 1 || n > MaxMaxResultSize {
-		return badInputf("-max-result-size %d: want 1 to %d (Tekton's max-result-size: under 1.5 MB)", n, MaxMaxResultSize)
+		return badinput.Errorf("-max-result-size %d: want 1 to %d (Tekton's max-result-size: under 1.5 MB)", n, MaxMaxResultSize)
 	}
 	return nil
 }
@@ -98,7 +94,7 @@ func CheckBudget(dir string, ours, others []Result, maxResultSize int) error {
 	if maxResultSize > Budget {
 		for _, r := range ours {
 			if size := SidecarLineSize(r); size > maxResultSize {
-				return badInputf("-results-dir %s: result %s would take %d bytes, over the %d-byte -max-result-size (Tekton's max-result-size with results-from: sidecar-logs, which counts each result's log line); ask for fewer tags in it or a larger max-result-size",
+				return badinput.Errorf("-results-dir %s: result %s would take %d bytes, over the %d-byte -max-result-size (Tekton's max-result-size with results-from: sidecar-logs, which counts each result's log line); ask for fewer tags in it or a larger max-result-size",
 					dir, r.Name, size, maxResultSize)
 			}
 		}
@@ -113,7 +109,7 @@ func CheckBudget(dir string, ours, others []Result, maxResultSize int) error {
 	if maxResultSize != Budget {
 		what = fmt.Sprintf("the %d-byte -max-result-size", maxResultSize)
 	}
-	return badInputf("-results-dir %s: the results would take %d bytes of %s (%d for the results asked for, %d for the entrypoint's StartedAt entry and %d other result files already in the directory); ask for fewer results (IMAGES grows with every tag) or a shorter -prefix, or, with results-from: sidecar-logs, a larger -max-result-size",
+	return badinput.Errorf("-results-dir %s: the results would take %d bytes of %s (%d for the results asked for, %d for the entrypoint's StartedAt entry and %d other result files already in the directory); ask for fewer results (IMAGES grows with every tag) or a shorter -prefix, or, with results-from: sidecar-logs, a larger -max-result-size",
 		dir, size, what, oursOnly, size-oursOnly, len(others))
 }
 
@@ -173,7 +169,7 @@ func Message(r *report.Report, source, path string) ([]byte, error) {
 		return nil, fmt.Errorf("-termination-message %s: %w", path, err)
 	}
 	if len(b) > Budget {
-		return nil, badInputf("-termination-message %s: report %s takes %d bytes as JSON, over the %d-byte termination message budget", path, source, len(b), Budget)
+		return nil, badinput.Errorf("-termination-message %s: report %s takes %d bytes as JSON, over the %d-byte termination message budget", path, source, len(b), Budget)
 	}
 	return b, nil
 }

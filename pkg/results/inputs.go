@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
@@ -111,15 +112,15 @@ func readFile(ctx context.Context, o Options, in pushed.From, log *slog.Logger) 
 func readLimited(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, badInputf("-from %s: %w", path, err)
+		return nil, badinput.Errorf("-from %s: %w", path, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, report.MaxSize+1))
 	if err != nil {
-		return nil, badInputf("-from %s: %w", path, err)
+		return nil, badinput.Errorf("-from %s: %w", path, err)
 	}
 	if len(data) > report.MaxSize {
-		return nil, badInputf("-from %s: larger than the %d MiB limit for an input", path, report.MaxSize>>20)
+		return nil, badinput.Errorf("-from %s: larger than the %d MiB limit for an input", path, report.MaxSize>>20)
 	}
 	return data, nil
 }
@@ -181,7 +182,7 @@ func layoutDigest(refs []string, o Options) (v1.Descriptor, error) {
 	if o.LayoutDir != "" {
 		ref, err := name.NewTag(tag)
 		if err != nil {
-			return v1.Descriptor{}, badInputf("%s: tag %q: %v", o.source(), tag, err)
+			return v1.Descriptor{}, badinput.Errorf("%s: tag %q: %v", o.source(), tag, err)
 		}
 		dir := filepath.Join(o.LayoutDir, ref.RegistryStr(), filepath.FromSlash(ref.RepositoryStr()), ref.TagStr())
 		tried = append(tried, dir)
@@ -190,9 +191,9 @@ func layoutDigest(refs []string, o Options) (v1.Descriptor, error) {
 		}
 	}
 	if len(tried) == 0 {
-		return v1.Descriptor{}, badInputf("%s: the report has tags and neither digest nor image_id (a lifecycle export to an OCI layout): give -layout-dir (the lifecycle's, env CNB_LAYOUT_DIR) or -oci-layout naming that layout", o.source())
+		return v1.Descriptor{}, badinput.Errorf("%s: the report has tags and neither digest nor image_id (a lifecycle export to an OCI layout): give -layout-dir (the lifecycle's, env CNB_LAYOUT_DIR) or -oci-layout naming that layout", o.source())
 	}
-	return v1.Descriptor{}, badInputf("%s: the report has no digest and no layout holds %s (looked in %s)", o.source(), tag, strings.Join(tried, ", "))
+	return v1.Descriptor{}, badinput.Errorf("%s: the report has no digest and no layout holds %s (looked in %s)", o.source(), tag, strings.Join(tried, ", "))
 }
 
 // primary is the index of the image -primary names (any of its
@@ -203,7 +204,7 @@ func primary(imgs []pushed.Image, o Options) (int, error) {
 	}
 	want, err := name.ParseReference(o.Primary)
 	if err != nil {
-		return 0, badInputf("-primary %q: %v", o.Primary, err)
+		return 0, badinput.Errorf("-primary %q: %v", o.Primary, err)
 	}
 	for i, img := range imgs {
 		for _, r := range img.Refs {
@@ -215,7 +216,7 @@ func primary(imgs []pushed.Image, o Options) (int, error) {
 			return i, nil
 		}
 	}
-	return 0, badInputf("-primary %s: no image of %s has that reference", o.Primary, o.source())
+	return 0, badinput.Errorf("-primary %s: no image of %s has that reference", o.Primary, o.source())
 }
 
 // sameName: the same reference once normalised; a repository given alone

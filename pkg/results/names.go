@@ -7,16 +7,6 @@ import (
 	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
-// ErrBadInput is wrapped by every error that is the caller's fault: an
-// unknown result name, a bad prefix, a result the report cannot give (an
-// IMAGE_DIGEST from a daemon export), results over the size budget, an
-// input that is not what its kind says. Commands map it, like
-// report.ErrInvalid, to exit code 2. It is badinput.Err.
-var ErrBadInput = badinput.Err
-
-// badInputf formats a one-line error that wraps ErrBadInput.
-func badInputf(format string, args ...any) error { return badinput.Errorf(format, args...) }
-
 // Kind is a result this package can compute; a result's name is its Kind,
 // optionally prefixed.
 type Kind string
@@ -68,7 +58,7 @@ func ParseKinds(list string) ([]Kind, error) {
 			continue
 		}
 		if !known(k) {
-			return nil, badInputf("-results %q: unknown result %q; known: %s", list, k, joinKinds(Kinds))
+			return nil, badinput.Errorf("-results %q: unknown result %q; known: %s", list, k, joinKinds(Kinds))
 		}
 		seen[k] = true
 		kinds = append(kinds, k)
@@ -101,7 +91,7 @@ func ResultName(prefix string, k Kind) (string, error) {
 		n = prefix + "_" + n
 	}
 	if !resultNameFormat.MatchString(n) {
-		return "", badInputf("-prefix %q: result name %q is not a valid Tekton result name (%s)", prefix, n, resultNameFormat)
+		return "", badinput.Errorf("-prefix %q: result name %q is not a valid Tekton result name (%s)", prefix, n, resultNameFormat)
 	}
 	return n, nil
 }

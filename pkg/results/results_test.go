@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/golden"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
 )
@@ -64,7 +64,7 @@ func TestParseKinds(t *testing.T) {
 			got, err := ParseKinds(tc.list)
 			if tc.wantErr != "" {
 				assert.ErrorContains(t, err, tc.wantErr)
-				assert.Assert(t, errors.Is(err, ErrBadInput))
+				assert.Assert(t, errors.Is(err, badinput.Err))
 				return
 			}
 			assert.NilError(t, err)
@@ -95,8 +95,8 @@ func TestResultName(t *testing.T) {
 			got, err := ResultName(tc.prefix, ImageDigest)
 			if tc.wantErr != "" {
 				assert.ErrorContains(t, err, tc.wantErr)
-				assert.Assert(t, errors.Is(err, ErrBadInput))
-				assert.Assert(t, errors.Is(CheckPrefix(tc.prefix), ErrBadInput))
+				assert.Assert(t, errors.Is(err, badinput.Err))
+				assert.Assert(t, errors.Is(CheckPrefix(tc.prefix), badinput.Err))
 				return
 			}
 			assert.NilError(t, err)
@@ -242,7 +242,7 @@ func TestCompute(t *testing.T) {
 			got, err := Compute(tc.r, "report.toml", tc.kinds, tc.prefix)
 			if tc.wantErr != "" {
 				assert.ErrorContains(t, err, tc.wantErr)
-				assert.Assert(t, errors.Is(err, ErrBadInput))
+				assert.Assert(t, errors.Is(err, badinput.Err))
 				assert.Assert(t, !strings.Contains(err.Error(), "\n"))
 				assert.Assert(t, is.Nil(got))
 				return
@@ -277,7 +277,7 @@ func TestCheckBudget(t *testing.T) {
 
 	over := []Result{{"IMAGES", strings.Repeat("x", Budget-base+1)}}
 	err := CheckBudget("/tekton/results", over, nil, Budget)
-	assert.Assert(t, errors.Is(err, ErrBadInput))
+	assert.Assert(t, errors.Is(err, badinput.Err))
 	assert.ErrorContains(t, err, fmt.Sprintf("-results-dir /tekton/results: the results would take %d bytes of Tekton's 4096-byte termination message budget", Budget+1))
 
 	// Results of other steps count.
@@ -401,7 +401,7 @@ func TestNothingWrittenOnBadInput(t *testing.T) {
 			o.TerminationMessage = filepath.Join(filepath.Dir(o.ResultsDir), "termination-log")
 			err := runReport(context.Background(), o, tc.r, slog.New(slog.DiscardHandler))
 			assert.ErrorContains(t, err, tc.wantErr)
-			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 			entries, err := os.ReadDir(filepath.Dir(o.ResultsDir))
 			assert.NilError(t, err)
 			assert.Equal(t, len(entries), 1) // only the empty results dir
@@ -416,7 +416,7 @@ func TestResultsDirMissing(t *testing.T) {
 	o := testOptions(t, DefaultKinds...)
 	err := runReport(context.Background(), o, registryReport(), slog.New(slog.DiscardHandler))
 	assert.ErrorContains(t, err, "-results-dir "+o.ResultsDir)
-	assert.Assert(t, errors.Is(err, ErrBadInput))
+	assert.Assert(t, errors.Is(err, badinput.Err))
 }
 
 // TestOtherResultsCountAgainstTheBudget: a result an earlier step wrote goes
@@ -442,7 +442,7 @@ func TestRunUnknownKind(t *testing.T) {
 	o := testOptions(t, Kind("IMAGE_DIGESTS"))
 	err := Run(context.Background(), o)
 	assert.ErrorContains(t, err, `unknown result "IMAGE_DIGESTS"`)
-	assert.Assert(t, errors.Is(err, ErrBadInput))
+	assert.Assert(t, errors.Is(err, badinput.Err))
 }
 
 const reportTOML = `[image]
@@ -532,44 +532,6 @@ func TestRunWaitCancelled(t *testing.T) {
 	err := <-done
 	assert.Assert(t, errors.Is(err, context.Canceled), "%v", err)
 	assert.ErrorContains(t, err, "-wait 5m0s: waiting for "+o.ReportPath)
-}
-
-// TestWriteMessageInPlace: where the termination message cannot be
-// replaced by rename (Kubernetes bind-mounts the file: EBUSY), it is
-// rewritten in place; other errors are not hidden.
-func TestWriteMessageInPlace(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		err     error
-		wantErr string
-	}{
-		{"bind mount", &fs.PathError{Op: "rename", Path: "termination-log", Err: syscall.EBUSY}, ""},
-		{"read-only directory", &fs.PathError{Op: "open", Path: "termination-log.tmp", Err: syscall.EROFS}, ""},
-		{"disk full", &fs.PathError{Op: "write", Path: "termination-log.tmp", Err: syscall.ENOSPC}, "no space left"},
-	} {
-		for _, fsync := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s, fsync %v", tc.name, fsync), func(t *testing.T) {
-				origReplace, origSynced := replaceFile, syncedFile
-				t.Cleanup(func() { replaceFile, syncedFile = origReplace, origSynced })
-				var used string
-				replaceFile = func(string, []byte, fs.FileMode) error { used = "replace"; return tc.err }
-				syncedFile = func(string, []byte, fs.FileMode) error { used = "synced"; return tc.err }
-				path := filepath.Join(t.TempDir(), "termination-log")
-				assert.NilError(t, os.WriteFile(path, []byte("old content, longer than the new"), 0o644))
-				err := writeMessage(path, []byte(`{"image":{}}`), fsync, slog.New(slog.DiscardHandler))
-				assert.Equal(t, used, map[bool]string{false: "replace", true: "synced"}[fsync])
-				b, rerr := os.ReadFile(path)
-				assert.NilError(t, rerr)
-				if tc.wantErr != "" {
-					assert.ErrorContains(t, err, tc.wantErr)
-					assert.Equal(t, string(b), "old content, longer than the new")
-					return
-				}
-				assert.NilError(t, err)
-				assert.Equal(t, string(b), `{"image":{}}`)
-			})
-		}
-	}
 }
 
 func BenchmarkRun(b *testing.B) {
@@ -668,7 +630,7 @@ func TestOCILayoutMerged(t *testing.T) {
 	// An index.json that is not one is never overwritten: exit 2, nothing written.
 	assert.NilError(t, os.WriteFile(filepath.Join(o.OCILayout, "index.json"), []byte(`{"manifests":[`), 0o644))
 	err = runReport(context.Background(), o, registryReport(), slog.New(slog.DiscardHandler))
-	assert.Check(t, errors.Is(err, ErrBadInput), "%v", err)
+	assert.Check(t, errors.Is(err, badinput.Err), "%v", err)
 	assert.ErrorContains(t, err, "-oci-layout "+o.OCILayout+": index.json: ")
 	raw, err = os.ReadFile(filepath.Join(o.OCILayout, "index.json"))
 	assert.NilError(t, err)
@@ -697,7 +659,7 @@ func TestOCILayoutBlobsChecked(t *testing.T) {
 				o.OCILayout = filepath.Join(t.TempDir(), tc.layout)
 			}
 			err := Run(context.Background(), o)
-			assert.Check(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Check(t, errors.Is(err, badinput.Err), "%v", err)
 			assert.ErrorContains(t, err, tc.want)
 			entries, err := os.ReadDir(o.ResultsDir)
 			assert.NilError(t, err)
@@ -746,7 +708,7 @@ func TestRunWaitIgnoresAStaleReport(t *testing.T) {
 		writeReport(t, o.ReportPath, staleTOML)
 		o.Wait = 50 * time.Millisecond
 		err := Run(context.Background(), o)
-		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+		assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 		assert.ErrorContains(t, err, "-wait 50ms: "+o.ReportPath+": no report written after this run started")
 		entries, err := os.ReadDir(o.ResultsDir)
 		assert.NilError(t, err)
@@ -786,7 +748,7 @@ func TestRunNewer(t *testing.T) {
 				assert.NilError(t, err)
 				return
 			}
-			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 			assert.ErrorContains(t, err, tc.wantErr)
 			assert.ErrorContains(t, err, o.Newer)
 		})
@@ -795,7 +757,7 @@ func TestRunNewer(t *testing.T) {
 		o := testOptions(t, DefaultKinds...)
 		o.Newer = filepath.Join(t.TempDir(), "nothing")
 		err := Run(context.Background(), o)
-		assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+		assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 		assert.ErrorContains(t, err, "-newer "+o.Newer)
 	})
 }
@@ -850,7 +812,7 @@ func TestMaxResultSize(t *testing.T) {
 				assert.Check(t, is.Len(entries, 3))
 				return
 			}
-			assert.Assert(t, errors.Is(err, ErrBadInput), "%v", err)
+			assert.Assert(t, errors.Is(err, badinput.Err), "%v", err)
 			assert.ErrorContains(t, err, tc.wantErr)
 			assert.Check(t, is.Len(entries, 0), "nothing written")
 		})

@@ -23,7 +23,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -32,9 +31,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/exportreport/exportreport/pkg/atomicfile"
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/layout"
 	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
+	"github.com/exportreport/exportreport/pkg/termination"
 )
 
 // Options is one run of report2results.
@@ -115,7 +116,7 @@ const (
 const pollInterval = 100 * time.Millisecond
 
 // Run reads the report and writes what o asks for. Errors that are the
-// input's fault wrap ErrBadInput or report.ErrInvalid; others (a registry
+// input's fault wrap badinput.Err or report.ErrInvalid; others (a registry
 // request, a write) are operation failures.
 func Run(ctx context.Context, o Options) error {
 	log := o.Logger
@@ -133,17 +134,17 @@ func Run(ctx context.Context, o Options) error {
 	}
 	for _, k := range o.Kinds {
 		if !known(k) {
-			return badInputf("-results: unknown result %q; known: %s", k, joinKinds(Kinds))
+			return badinput.Errorf("-results: unknown result %q; known: %s", k, joinKinds(Kinds))
 		}
 	}
 	switch o.OCILayoutBlobs {
 	case "", BlobsNone:
 	case BlobsManifest:
 		if o.OCILayout == "" {
-			return badInputf("-oci-layout-blobs %s: needs -oci-layout", o.OCILayoutBlobs)
+			return badinput.Errorf("-oci-layout-blobs %s: needs -oci-layout", o.OCILayoutBlobs)
 		}
 	default:
-		return badInputf("-oci-layout-blobs %q: want %s or %s", o.OCILayoutBlobs, BlobsNone, BlobsManifest)
+		return badinput.Errorf("-oci-layout-blobs %q: want %s or %s", o.OCILayoutBlobs, BlobsNone, BlobsManifest)
 	}
 
 	if o.WriteReport != "" {
@@ -151,7 +152,7 @@ func Run(ctx context.Context, o Options) error {
 			o.ReportSchema = report.SchemaRFC
 		}
 		if _, err := report.ParseSchema(string(o.ReportSchema)); err != nil {
-			return badInputf("-report-schema: %v", err)
+			return badinput.Errorf("-report-schema: %v", err)
 		}
 	}
 
@@ -203,7 +204,7 @@ func runImages(ctx context.Context, o Options, imgs []pushed.Image, p int, log *
 		}
 		var buf bytes.Buffer
 		if err := report.Encode(&buf, r, o.ReportSchema); err != nil {
-			return badInputf("-write-report %s: %v", o.WriteReport, err)
+			return badinput.Errorf("-write-report %s: %v", o.WriteReport, err)
 		}
 		if err := checkDir(filepath.Dir(o.WriteReport), "-write-report "+o.WriteReport); err != nil {
 			return err
@@ -250,7 +251,7 @@ func runImages(ctx context.Context, o Options, imgs []pushed.Image, p int, log *
 		log.Info("wrote report", "path", o.WriteReport, "schema", o.ReportSchema)
 	}
 	if msg != nil {
-		if err := writeMessage(o.TerminationMessage, msg, o.Fsync, log); err != nil {
+		if err := termination.Write(o.TerminationMessage, msg, o.Fsync, log); err != nil {
 			return fmt.Errorf("-termination-message %s: %w", o.TerminationMessage, err)
 		}
 		log.Info("wrote termination message", "path", o.TerminationMessage, "bytes", len(msg))
@@ -281,7 +282,7 @@ func newFreshness(o Options) (*freshness, error) {
 	if o.Newer != "" {
 		fi, err := os.Stat(o.Newer)
 		if err != nil {
-			return nil, badInputf("-newer %s: %v", o.Newer, err)
+			return nil, badinput.Errorf("-newer %s: %v", o.Newer, err)
 		}
 		f.mark = fi
 		return f, nil
@@ -313,9 +314,9 @@ func (f *freshness) stale(path string, wait time.Duration) error {
 		prefix = fmt.Sprintf("-wait %s: ", wait)
 	}
 	if f.newer != "" {
-		return badInputf("%sreport %s is not newer than -newer %s (written by an earlier run?)", prefix, path, f.newer)
+		return badinput.Errorf("%sreport %s is not newer than -newer %s (written by an earlier run?)", prefix, path, f.newer)
 	}
-	return badInputf("%s%s: no report written after this run started (the one there is from before it: an earlier run's?)", prefix, path)
+	return badinput.Errorf("%s%s: no report written after this run started (the one there is from before it: an earlier run's?)", prefix, path)
 }
 
 // waitFor polls for a fresh report at path until there is one, wait runs
@@ -356,18 +357,18 @@ func index(ctx context.Context, imgs []pushed.Image, o Options, log *slog.Logger
 	for _, img := range imgs {
 		r := asReport(img)
 		if img.Digest == "" {
-			return nil, badInputf("-oci-layout %s: %s is from a daemon export: it has image_id but no registry digest, which an OCI layout needs", o.OCILayout, o.source())
+			return nil, badinput.Errorf("-oci-layout %s: %s is from a daemon export: it has image_id but no registry digest, which an OCI layout needs", o.OCILayout, o.source())
 		}
 		desc, err := layout.Describe(ctx, r, o.layoutOptions(log)...)
 		if errors.Is(err, layout.ErrNeedRegistry) {
-			return nil, badInputf("-oci-layout %s: %s: %v", o.OCILayout, o.source(), err)
+			return nil, badinput.Errorf("-oci-layout %s: %s: %v", o.OCILayout, o.source(), err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("-oci-layout %s: %s: %w", o.OCILayout, o.source(), err)
 		}
 		one, err := layout.Index(img.Refs, desc)
 		if err != nil {
-			return nil, badInputf("-oci-layout %s: %s: %v", o.OCILayout, o.source(), err)
+			return nil, badinput.Errorf("-oci-layout %s: %s: %v", o.OCILayout, o.source(), err)
 		}
 		m, err := one.IndexManifest()
 		if err != nil {
@@ -379,7 +380,7 @@ func index(ctx context.Context, imgs []pushed.Image, o Options, log *slog.Logger
 	}
 	merged, err := layout.Merge(o.OCILayout, mutate.AppendManifests(empty.Index, adds...))
 	if errors.Is(err, layout.ErrBadIndex) {
-		return nil, badInputf("%v", err)
+		return nil, badinput.Errorf("%v", err)
 	}
 	return merged, err
 }
@@ -395,11 +396,11 @@ func (d descriptorOnly) Size() (int64, error)                { return d.d.Size, 
 // fetchBlobs gets the manifests and configs for -oci-layout-blobs manifest.
 func fetchBlobs(ctx context.Context, r *report.Report, o Options, log *slog.Logger) (layout.Blobs, error) {
 	if err := layout.CheckBlobsDir(o.OCILayout); err != nil {
-		return nil, badInputf("%v", err)
+		return nil, badinput.Errorf("%v", err)
 	}
 	blobs, err := layout.FetchManifests(ctx, r, o.layoutOptions(log)...)
 	if errors.Is(err, layout.ErrNeedBlobs) {
-		return nil, badInputf("-oci-layout-blobs %s: %v", o.OCILayoutBlobs, err)
+		return nil, badinput.Errorf("-oci-layout-blobs %s: %v", o.OCILayoutBlobs, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("-oci-layout-blobs %s: %s: %w", o.OCILayoutBlobs, o.source(), err)
@@ -458,52 +459,10 @@ func otherResults(dir string, ours []Result, maxSize int) ([]Result, error) {
 func checkDir(dir, what string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return badInputf("%s: %v", what, err)
+		return badinput.Errorf("%s: %v", what, err)
 	}
 	if !fi.IsDir() {
-		return badInputf("%s: %s is not a directory", what, dir)
+		return badinput.Errorf("%s: %s is not a directory", what, dir)
 	}
 	return nil
-}
-
-// replaceFile and syncedFile write the termination message; tests swap
-// them to fail the way a bind mount does.
-var replaceFile, syncedFile = atomicfile.ReplaceFile, atomicfile.WriteFile
-
-// writeMessage writes the termination message atomically where it can.
-// Kubernetes bind-mounts the termination message file into the container,
-// and renaming onto a mount point fails (EBUSY), as does making a temp file
-// beside it in a read-only /dev; then the file is rewritten in place, which
-// is safe because the kubelet reads it only after the container exits.
-func writeMessage(path string, data []byte, fsync bool, log *slog.Logger) error {
-	write := replaceFile
-	if fsync {
-		write = syncedFile
-	}
-	err := write(path, data, 0o644)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) &&
-		!errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
-		return err
-	}
-	log.Debug("termination message: atomic replace impossible, writing in place", "path", path, "reason", err)
-	// O_NOFOLLOW: a termination message path that is a symlink is never
-	// written through (the bind-mounted file is a real file).
-	f, ferr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|openNoFollow, 0)
-	if ferr != nil {
-		return errors.Join(err, ferr)
-	}
-	if _, werr := f.Write(data); werr != nil {
-		f.Close()
-		return werr
-	}
-	if fsync {
-		if serr := f.Sync(); serr != nil {
-			f.Close()
-			return serr
-		}
-	}
-	return f.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	"github.com/exportreport/exportreport/pkg/pushed"
 	"github.com/exportreport/exportreport/pkg/report"
 )
@@ -25,7 +26,7 @@ type Result struct {
 // digest (a daemon export has only an image ID), IMAGE_ID needs an image ID.
 func Compute(r *report.Report, source string, kinds []Kind, prefix string) ([]Result, error) {
 	if r == nil {
-		return nil, badInputf("report %s: empty", source)
+		return nil, badinput.Errorf("report %s: empty", source)
 	}
 	return ComputeImages([]pushed.Image{imageOf(r)}, 0, "report "+source, kinds, prefix)
 }
@@ -36,7 +37,7 @@ func Compute(r *report.Report, source string, kinds []Kind, prefix string) ([]Re
 // imgs[primary].
 func ComputeImages(imgs []pushed.Image, primary int, source string, kinds []Kind, prefix string) ([]Result, error) {
 	if len(imgs) == 0 || primary < 0 || primary >= len(imgs) {
-		return nil, badInputf("%s: no image", source)
+		return nil, badinput.Errorf("%s: no image", source)
 	}
 	for _, img := range imgs {
 		if err := check(asReport(img), source); err != nil {
@@ -59,7 +60,7 @@ func ComputeImages(imgs []pushed.Image, primary int, source string, kinds []Kind
 			}
 			for _, i := range need {
 				if i.Digest == "" {
-					return nil, badInputf("-results %s: %s is from a daemon export: it has image_id but no registry digest; ask for IMAGE_ID", k, source)
+					return nil, badinput.Errorf("-results %s: %s is from a daemon export: it has image_id but no registry digest; ask for IMAGE_ID", k, source)
 				}
 			}
 			switch k {
@@ -71,18 +72,18 @@ func ComputeImages(imgs []pushed.Image, primary int, source string, kinds []Kind
 				v = allImages(imgs)
 			case ArtifactOutputs:
 				if v, err = artifactOutputs(img); err != nil {
-					return nil, badInputf("-results %s: %s: %v", k, source, err)
+					return nil, badinput.Errorf("-results %s: %s: %v", k, source, err)
 				}
 			}
 		case ImageURL:
 			v = stripDigest(img.Refs[0])
 		case ImageID:
 			if img.ImageID == "" {
-				return nil, badInputf("-results %s: %s is from a registry export: it has a digest but no image_id; ask for IMAGE_DIGEST", k, source)
+				return nil, badinput.Errorf("-results %s: %s is from a registry export: it has a digest but no image_id; ask for IMAGE_DIGEST", k, source)
 			}
 			v = img.ImageID
 		default:
-			return nil, badInputf("-results: unknown result %q; known: %s", k, joinKinds(Kinds))
+			return nil, badinput.Errorf("-results: unknown result %q; known: %s", k, joinKinds(Kinds))
 		}
 		out = append(out, Result{Name: n, Value: v})
 	}
@@ -110,26 +111,26 @@ func artifactOutputs(img pushed.Image) (string, error) {
 // algorithm:hex, a tag that carries a digest carrying the report's.
 func check(r *report.Report, source string) error {
 	if r == nil {
-		return badInputf("report %s: empty", source)
+		return badinput.Errorf("report %s: empty", source)
 	}
 	img := r.Image
 	if len(img.Tags) == 0 {
-		return badInputf("report %s: [image] tags is empty", source)
+		return badinput.Errorf("report %s: [image] tags is empty", source)
 	}
 	if img.Digest == "" && img.ImageID == "" {
-		return badInputf("report %s: [image] has neither digest nor image_id", source)
+		return badinput.Errorf("report %s: [image] has neither digest nor image_id", source)
 	}
 	if img.Digest != "" {
 		if _, err := v1.NewHash(img.Digest); err != nil {
-			return badInputf("report %s: [image] digest %q: %v", source, img.Digest, err)
+			return badinput.Errorf("report %s: [image] digest %q: %v", source, img.Digest, err)
 		}
 	}
 	for _, t := range img.Tags {
 		if _, err := name.ParseReference(t); err != nil {
-			return badInputf("report %s: [image] tag %q: %v", source, t, err)
+			return badinput.Errorf("report %s: [image] tag %q: %v", source, t, err)
 		}
 		if _, d, ok := strings.Cut(t, "@"); ok && img.Digest != "" && d != img.Digest {
-			return badInputf("report %s: [image] tag %q names digest %s, the report's digest is %s", source, t, d, img.Digest)
+			return badinput.Errorf("report %s: [image] tag %q names digest %s, the report's digest is %s", source, t, d, img.Digest)
 		}
 	}
 	return nil

@@ -177,8 +177,16 @@ func (r *Registry) Auth() string {
 // entry for this registry's host) and returns it, for DOCKER_CONFIG.
 func (r *Registry) DockerConfig(t testing.TB) string {
 	t.Helper()
+	return WriteDockerConfig(t, r.host, r.Auth())
+}
+
+// WriteDockerConfig writes a Docker config directory whose config.json has
+// one auths entry, auth (base64 "user:password") for host, and returns it,
+// for DOCKER_CONFIG.
+func WriteDockerConfig(t testing.TB, host, auth string) string {
+	t.Helper()
 	dir := t.TempDir()
-	cfg := map[string]any{"auths": map[string]any{r.host: map[string]string{"auth": r.Auth()}}}
+	cfg := map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,20 @@ func RequireDocker(t testing.TB) {
 	}
 }
 
+// RequireDockerEngine is for tests that talk to the Docker engine and
+// want a broken one to fail them: it returns when DOCKER_HOST is set or
+// /var/run/docker.sock exists, and otherwise applies the Unavailable policy
+// (no ping: an engine that is there but does not answer fails the test).
+func RequireDockerEngine(t testing.TB) {
+	t.Helper()
+	if os.Getenv("DOCKER_HOST") != "" {
+		return
+	}
+	if _, err := os.Stat("/var/run/docker.sock"); err != nil {
+		Unavailable(t, "no Docker engine (DOCKER_HOST unset, /var/run/docker.sock: %v)", err)
+	}
+}
+
 func pingDocker(host string) error {
 	u, err := url.Parse(host)
 	if err != nil {

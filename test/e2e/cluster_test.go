@@ -273,7 +273,7 @@ func testResolvers(t *testing.T, e *env) {
 	t.Run("StepAction through the bundles resolver", func(t *testing.T) {
 		r := clusterRunner{e.cluster.Namespace(ctx(t), t, nil)}
 		tr := stepActionRun(t, e)
-		tr.Spec.TaskSpec.Steps[1].Ref = &v1.Ref{ResolverRef: v1.ResolverRef{Resolver: "bundles", Params: bundle("stepaction/report2results")}}
+		tr.Spec.TaskSpec.Steps[1].Ref = &v1.Ref{ResolverRef: v1.ResolverRef{Resolver: "bundles", Params: bundle("stepaction/report-to-results")}}
 		run := r.Run(ctx(t), t, tr)
 		assertSucceeded(t, run)
 		assert.Check(t, is.Equal(run.Results()["APP_IMAGE_URL"], e.registry+"/report2results-test:latest"))
@@ -281,14 +281,14 @@ func testResolvers(t *testing.T, e *env) {
 	})
 }
 
-// stepActionRun is the StepAction's Catalog test (tasks/report2results/
-// 0.1/tests/run.yaml: a step pushes with crane and writes
+// stepActionRun is the StepAction's Catalog test (stepactions/
+// report-to-results/0.1/tests/run.yaml: a step pushes with crane and writes
 // /layers/report.toml, the StepAction writes APP_ results) for the tool
 // image and the env's registry.
 func stepActionRun(t *testing.T, e *env) *v1.TaskRun {
 	t.Helper()
 	repl := map[string]string{"localhost:5000": e.registry, "gcr.io/go-containerregistry/crane:debug": e.tools}
-	objs := decodeObjects(t, clusterrun.Substitute(readFile(t, filepath.Join(e.root, "tasks/report2results/0.1/tests/run.yaml")), repl))
+	objs := decodeObjects(t, clusterrun.Substitute(readFile(t, filepath.Join(e.root, "stepactions/report-to-results/0.1/tests/run.yaml")), repl))
 	assert.Assert(t, is.Len(objs, 1))
 	tr, ok := objs[0].(*v1.TaskRun)
 	assert.Assert(t, ok, "tests/run.yaml holds a %T", objs[0])
@@ -347,7 +347,7 @@ func decodeObjects(t *testing.T, stream []byte) []runtime.Object {
 }
 
 // testBuilders runs the example Tasks of docs/examples that can run here,
-// each a real builder followed by the report2results StepAction: ko (v0.19.1,
+// each a real builder followed by the report-to-results StepAction: ko (v0.19.1,
 // with this machine's Go toolchain) and buildah (Debian's 1.28), in images
 // made from this machine's binaries. Each must push, and its results
 // (ARTIFACT_OUTPUTS included) must name what the registry serves; Chains

@@ -449,17 +449,17 @@ func testLifecycleReport(t *testing.T, e *env) {
 }
 
 // Case 4b: the StepAction inside a user's own Task, as its Catalog test
-// (tasks/report2results/0.1/tests/run.yaml) has it: a step pushes an image
+// (stepactions/report-to-results/0.1/tests/run.yaml) has it: a step pushes an image
 // with crane and writes /layers/report.toml, and the step that references
 // the StepAction (resolved by Tekton's code) writes the Task's
 // APP_-prefixed results. Only the crane image and the registry host differ.
 func testStepAction(t *testing.T, e *env) {
 	reg := distribution.Start(t)
 	var tr v1.TaskRun
-	decodeFile(t, e, "tasks/report2results/0.1/tests/run.yaml", &tr)
+	decodeFile(t, e, "stepactions/report-to-results/0.1/tests/run.yaml", &tr)
 	tr.Namespace = podrun.Namespace
 	assert.Assert(t, is.Len(tr.Spec.TaskSpec.Steps, 2))
-	assert.Equal(t, tr.Spec.TaskSpec.Steps[1].Ref.Name, "report2results")
+	assert.Equal(t, tr.Spec.TaskSpec.Steps[1].Ref.Name, "report-to-results")
 	export := &tr.Spec.TaskSpec.Steps[0]
 	assert.Equal(t, export.Image, "gcr.io/go-containerregistry/crane:debug")
 	export.Image = e.tools

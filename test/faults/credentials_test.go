@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -44,16 +43,6 @@ func (h *headerRecorder) seen() []string {
 	return out
 }
 
-// writeDockerConfig writes a DOCKER_CONFIG directory with one auths entry.
-func writeDockerConfig(t *testing.T, host, auth string) string {
-	t.Helper()
-	dir := t.TempDir()
-	data, err := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
-	assert.NilError(t, err)
-	assert.NilError(t, os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600))
-	return dir
-}
-
 // A TLS + htpasswd Distribution registry, reached directly (TLS verified
 // against SSL_CERT_FILE or SSL_CERT_DIR) or through a plain-HTTP proxy that
 // records the Authorization headers export-step really sent. No password,
@@ -75,9 +64,9 @@ func TestCredentialsNeverPrinted(t *testing.T) {
 	src, want := newLayout(t)
 
 	wrongAuth := base64.StdEncoding.EncodeToString([]byte("exporter:wrong-" + password))
-	direct := writeDockerConfig(t, reg.Host(), reg.Auth())
-	viaProxy := writeDockerConfig(t, proxy.Host(), reg.Auth())
-	wrong := writeDockerConfig(t, reg.Host(), wrongAuth)
+	direct := distribution.WriteDockerConfig(t, reg.Host(), reg.Auth())
+	viaProxy := distribution.WriteDockerConfig(t, proxy.Host(), reg.Auth())
+	wrong := distribution.WriteDockerConfig(t, reg.Host(), wrongAuth)
 	secrets := []string{password, reg.Auth(), wrongAuth, "wrong-" + password, "Authorization", "authorization", "Basic "}
 
 	tests := []struct {

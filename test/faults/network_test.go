@@ -19,6 +19,7 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/exportreport/exportreport/pkg/badinput"
 	exportpkg "github.com/exportreport/exportreport/pkg/export"
 	"github.com/exportreport/exportreport/test/distribution"
 )
@@ -286,7 +287,7 @@ func TestSlowOrStalledRegistry(t *testing.T) {
 				return
 			}
 			assert.Assert(t, err != nil, "the export succeeded against a stalled registry")
-			assert.Check(t, !errors.Is(err, exportpkg.ErrBadInput))
+			assert.Check(t, !errors.Is(err, badinput.Err))
 			assert.Check(t, is.ErrorContains(err, host))
 			assert.Check(t, took < stallBound, "gave up after %s, bound %s", took, stallBound)
 			if tc.timeout > 0 {

@@ -182,7 +182,7 @@ func TestTransientStatusRetried(t *testing.T) {
 	}{
 		{name: "503x3 from the first request (the ping)", rule: Rule{Status: 503, Times: 3}},
 		// export-step checks that a blob exists and starts its upload in
-		// one request: a POST offering it for mounting (upload.go).
+		// one request: a POST offering it for mounting (pkg/export/internal/registry/upload.go).
 		{name: "503x3 on one blob's existence check and upload start", rule: Rule{Method: http.MethodPost, Path: "/blobs/uploads/", Query: "mount=" + url.QueryEscape(layer.String()), Status: 503, Times: 3}},
 		{name: "503x3 on starting a blob upload", rule: Rule{Method: http.MethodPost, Path: "/blobs/uploads/", Status: 503, Times: 3}},
 		// The monolithic PUT that sends one blob whole and finishes its upload.

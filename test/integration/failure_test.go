@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,7 +87,7 @@ func TestTLSAndBasicAuth(t *testing.T) {
 	want := descriptorOf(t, img)
 	goodConfig := reg.DockerConfig(t)
 	wrongAuth := base64.StdEncoding.EncodeToString([]byte("exporter:wrong-" + password))
-	wrongConfig := dockerConfig(t, reg.Host(), wrongAuth)
+	wrongConfig := distribution.WriteDockerConfig(t, reg.Host(), wrongAuth)
 	secrets := []string{password, reg.Auth(), wrongAuth, "wrong-" + password}
 
 	tests := []struct {
@@ -128,14 +127,4 @@ func randomHex(t *testing.T) string {
 	_, err := rand.Read(b[:])
 	assert.NilError(t, err)
 	return hex.EncodeToString(b[:])
-}
-
-// dockerConfig writes a DOCKER_CONFIG directory with one auths entry.
-func dockerConfig(t *testing.T, host, auth string) string {
-	t.Helper()
-	dir := t.TempDir()
-	data, err := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": auth}}})
-	assert.NilError(t, err)
-	assert.NilError(t, os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600))
-	return dir
 }

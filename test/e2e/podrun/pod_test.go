@@ -101,7 +101,7 @@ func TestTaskPodsAreRestricted(t *testing.T) {
 	read("tasks/export-image/0.1/export-image.yaml", &export)
 	read("tasks/report-to-results/0.1/report-to-results.yaml", &results)
 	var action v1beta1.StepAction
-	read("tasks/report2results/0.1/report2results.yaml", &action)
+	read("stepactions/report-to-results/0.1/report-to-results.yaml", &action)
 	for _, o := range []*v1.Task{&export, &results} {
 		o.Namespace = Namespace
 	}
@@ -128,7 +128,7 @@ func TestTaskPodsAreRestricted(t *testing.T) {
 						Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					}},
-					{Name: "results", Ref: &v1.Ref{Name: "report2results"}},
+					{Name: "results", Ref: &v1.Ref{Name: "report-to-results"}},
 				},
 			}},
 		},

@@ -39,12 +39,13 @@ type object struct {
 
 func (o object) String() string { return fmt.Sprintf("%s#%d (%s)", o.file, o.index, o.kind) }
 
-// yamlFiles lists every .yaml and .yml file under tasks/ and pipelines/,
+// yamlFiles lists every .yaml and .yml file under tasks/, stepactions/ and
+// pipelines/,
 // and the example Tasks under docs/examples/.
 func yamlFiles(t *testing.T, root string) []string {
 	t.Helper()
 	var files []string
-	for _, dir := range []string{"tasks", "pipelines", "docs/examples"} {
+	for _, dir := range []string{"tasks", "stepactions", "pipelines", "docs/examples"} {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -64,7 +65,7 @@ func yamlFiles(t *testing.T, root string) []string {
 	}
 	sort.Strings(files)
 	if len(files) == 0 {
-		t.Fatal("no YAML under tasks/ or pipelines/")
+		t.Fatal("no YAML under tasks/, stepactions/ or pipelines/")
 	}
 	return files
 }

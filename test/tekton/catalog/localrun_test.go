@@ -111,7 +111,7 @@ func TestTaskStepsRunLocally(t *testing.T) {
 		assert.Check(t, is.Contains(string(index), `"org.opencontainers.image.ref.name"`))
 	})
 
-	t.Run("report2results StepAction", func(t *testing.T) {
+	t.Run("report-to-results StepAction", func(t *testing.T) {
 		results := t.TempDir()
 		args := stepArgs(t, action.Args, action.Params, expansion{params: map[string]string{
 			"REPORT":      filepath.Join(ws, "report.toml"),

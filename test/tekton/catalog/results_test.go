@@ -18,12 +18,16 @@ import (
 )
 
 const (
-	modulePath        = "github.com/exportreport/exportreport"
-	report2resultsKo  = "ko://" + modulePath + "/cmd/report2results"
-	stepActionName    = "report2results"
-	stepActionFile    = "tasks/report2results/0.1/report2results.yaml"
-	taskResultsDir    = "/tekton/results" // pipeline.DefaultResultPath
-	defaultResultList = "IMAGE_DIGEST,IMAGE_URL"
+	modulePath       = "github.com/exportreport/exportreport"
+	report2resultsKo = "ko://" + modulePath + "/cmd/report2results"
+	stepActionName   = "report-to-results"
+	stepActionFile   = "stepactions/report-to-results/0.1/report-to-results.yaml"
+	// The StepAction's deprecated alias, kept for one release: the same
+	// step under its old name.
+	stepActionAlias     = "report2results"
+	stepActionAliasFile = "tasks/report2results/0.1/report2results.yaml"
+	taskResultsDir      = "/tekton/results" // pipeline.DefaultResultPath
+	defaultResultList   = "IMAGE_DIGEST,IMAGE_URL"
 )
 
 // The rule for "every declared result is written by some step", for each
@@ -147,7 +151,8 @@ type stepActionRef struct {
 // isOurs reports whether the ref names our StepAction, by name (cluster) or
 // through a resolver pointing at its file.
 func (r stepActionRef) isOurs() bool {
-	return r.name == stepActionName || strings.HasPrefix(r.pathInRepo, "tasks/report2results/")
+	return r.name == stepActionName || r.name == stepActionAlias ||
+		strings.HasPrefix(r.pathInRepo, "stepactions/report-to-results/") || strings.HasPrefix(r.pathInRepo, "tasks/report2results/")
 }
 
 // stepWrites returns the results a step writes into the Task's results

@@ -160,7 +160,8 @@ func TestReleaseIsPinnedByDigest(t *testing.T) {
 	first, bundles := release(t, root, ko, repo, base)
 	imgs, kinds := images(t, first)
 	sort.Strings(kinds)
-	assert.DeepEqual(t, kinds, []string{"Pipeline", "Pipeline", "StepAction", "Task", "Task"})
+	// Two StepActions: report-to-results and its deprecated alias report2results.
+	assert.DeepEqual(t, kinds, []string{"Pipeline", "Pipeline", "StepAction", "StepAction", "Task", "Task"})
 	assert.Assert(t, !bytes.Contains(first, []byte("ko://")), "unresolved ko:// left:\n%s", first)
 	assert.Assert(t, len(imgs) >= 4, "expected the images of export-image (2), report-to-results and the StepAction, got %v", imgs)
 

@@ -1,6 +1,7 @@
-package insecure
+package insecureregistry
 
 import (
+	"net/http"
 	"testing"
 
 	"gotest.tools/v3/assert"
@@ -73,4 +74,12 @@ func TestParse(t *testing.T) {
 	assert.ErrorContains(t, err, `-insecure-registry: want HOST[:PORT] without scheme or path, got ""`)
 	_, err = Parse([]string{"https://a.example"})
 	assert.ErrorContains(t, err, `got "https://a.example"`)
+}
+
+func TestUnverified(t *testing.T) {
+	base := &http.Transport{}
+	u := Unverified(base)
+	assert.Assert(t, u != base)
+	assert.Assert(t, u.TLSClientConfig.InsecureSkipVerify)
+	assert.Assert(t, base.TLSClientConfig == nil || !base.TLSClientConfig.InsecureSkipVerify, "the transport given still verifies")
 }

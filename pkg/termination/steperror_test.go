@@ -1,4 +1,4 @@
-package results
+package termination
 
 import (
 	"encoding/json"

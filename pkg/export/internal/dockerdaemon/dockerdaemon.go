@@ -1,4 +1,8 @@
-package export
+// Package dockerdaemon is the Docker daemon as a destination of an export:
+// connect to the engine, ask its platform, load an image under its tags
+// through the API and read the image ID back. It is internal to pkg/export:
+// the export flow is its only caller.
+package dockerdaemon
 
 import (
 	"context"
@@ -15,13 +19,13 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// newDockerClient connects to the Docker engine named by the environment
+// NewClient connects to the Docker engine named by the environment
 // (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION),
 // by default /var/run/docker.sock. The client negotiates the API version on
 // its first request (the default since moby/client v0.5; it replaces the
 // deprecated, now no-op, WithAPIVersionNegotiation), so Debian's 20.10 engine
 // (API 1.41) is spoken to in 1.41. No version is pinned.
-func newDockerClient() (*client.Client, error) {
+func NewClient() (*client.Client, error) {
 	c, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -29,8 +33,8 @@ func newDockerClient() (*client.Client, error) {
 	return c, nil
 }
 
-// daemonPlatform is the OS and architecture of the Docker engine.
-func daemonPlatform(ctx context.Context, c *client.Client) (*v1.Platform, error) {
+// Platform is the OS and architecture of the Docker engine.
+func Platform(ctx context.Context, c *client.Client) (*v1.Platform, error) {
 	v, err := c.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("ask the Docker daemon for its platform: %w", err)
@@ -41,11 +45,11 @@ func daemonPlatform(ctx context.Context, c *client.Client) (*v1.Platform, error)
 	return &v1.Platform{OS: v.Os, Architecture: v.Arch}, nil
 }
 
-// writeDaemon loads img into the Docker daemon as tags[0] (streamed as a
+// Write loads img into the Docker daemon as tags[0] (streamed as a
 // docker-archive through the API), tags it with the other tags, and returns
 // the image ID the daemon reports, after checking that every tag resolves to
 // that ID.
-func writeDaemon(ctx context.Context, c *client.Client, img v1.Image, tags []name.Tag, log *slog.Logger) (string, error) {
+func Write(ctx context.Context, c *client.Client, img v1.Image, tags []name.Tag, log *slog.Logger) (string, error) {
 	opts := []daemon.Option{daemon.WithClient(c), daemon.WithContext(ctx)}
 	resp, err := daemon.Write(tags[0], img, opts...)
 	if err != nil {

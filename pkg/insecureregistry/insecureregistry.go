@@ -1,11 +1,14 @@
-// Package insecure holds the -insecure-registry flag shared by the commands:
-// the registry hosts spoken to over plain HTTP or unverified TLS, and the
-// one rule deciding whether a registry is one of them (Match), which
+// Package insecureregistry holds the -insecure-registry flag shared by the commands:
+// the registry hosts spoken to over plain HTTP or unverified TLS, the one
+// rule deciding whether a registry is one of them (Match), and the one way
+// TLS verification is switched off for them (Unverified), which
 // export-step and report2results both apply.
-package insecure
+package insecureregistry
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -78,4 +81,16 @@ func withoutPort(host string) string {
 		return host[:i]
 	}
 	return host
+}
+
+// Unverified returns a clone of t that does not verify TLS certificates,
+// for requests to the hosts of -insecure-registry only: the caller picks it
+// for those hosts (Match), never as a default. t is not modified.
+func Unverified(t *http.Transport) *http.Transport {
+	u := t.Clone()
+	if u.TLSClientConfig == nil {
+		u.TLSClientConfig = &tls.Config{}
+	}
+	u.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only for hosts given with -insecure-registry
+	return u
 }

@@ -15,6 +15,9 @@ import (
 
 	"github.com/moby/moby/client"
 	"gotest.tools/v3/assert"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
+	"github.com/exportreport/exportreport/test/distribution"
 )
 
 // dockerAPIProxy is a TCP proxy to the Docker engine's socket that counts
@@ -27,7 +30,7 @@ type dockerAPIProxy struct {
 
 func newDockerAPIProxy(t *testing.T) *dockerAPIProxy {
 	t.Helper()
-	requireDockerEngine(t)
+	distribution.RequireDockerEngine(t)
 	sock := "/var/run/docker.sock"
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
 		if !strings.HasPrefix(h, "unix://") {
@@ -100,7 +103,7 @@ func TestOpenDaemonSavedOnce(t *testing.T) {
 	t.Run("missing image", func(t *testing.T) {
 		_, err := Open(ctx, Source{Transport: TransportDaemon, Ref: "exportreport-test/no-such-image:never"},
 			WithDockerClient(c), WithScratchDir(t.TempDir()))
-		assert.ErrorIs(t, err, ErrBadInput)
+		assert.ErrorIs(t, err, badinput.Err)
 		assert.ErrorContains(t, err, "the Docker daemon has no image")
 	})
 }

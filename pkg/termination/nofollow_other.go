@@ -1,6 +1,6 @@
 //go:build !unix
 
-package results
+package termination
 
 // openNoFollow: not available here; the in-place fallback is for
 // Kubernetes' bind-mounted termination message, on Linux.

@@ -1,4 +1,4 @@
-package export
+package registry
 
 import (
 	"bufio"
@@ -78,7 +78,7 @@ func TestRetryAfterTransport(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rt := withRetryAfter(respond(tc.status, tc.retryAfter))
+			rt := WithRetryAfter(respond(tc.status, tc.retryAfter))
 			req, err := http.NewRequest(http.MethodGet, "http://registry.test/v2/", nil)
 			assert.NilError(t, err)
 			start := time.Now()
@@ -96,7 +96,7 @@ func TestRetryAfterTransport(t *testing.T) {
 
 	t.Run("under export-step's retry loop: not held, the loop is told", func(t *testing.T) {
 		hint := &retryHint{}
-		rt := withRetryAfter(respond(429, "7"))
+		rt := WithRetryAfter(respond(429, "7"))
 		req, err := http.NewRequestWithContext(context.WithValue(context.Background(), retryHintKey{}, hint), http.MethodGet, "http://registry.test/v2/", nil)
 		assert.NilError(t, err)
 		start := time.Now()
@@ -109,7 +109,7 @@ func TestRetryAfterTransport(t *testing.T) {
 	t.Run("a wait past the deadline is not begun", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		rt := withRetryAfter(respond(503, "5"))
+		rt := WithRetryAfter(respond(503, "5"))
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://registry.test/v2/", nil)
 		assert.NilError(t, err)
 		start := time.Now()
@@ -121,7 +121,7 @@ func TestRetryAfterTransport(t *testing.T) {
 
 	t.Run("cancelled while waiting", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		rt := withRetryAfter(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		rt := WithRetryAfter(roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			cancel() // the caller gives up as the response arrives
 			return respond(429, "10").RoundTrip(r)
 		}))
@@ -165,12 +165,12 @@ func TestIsTransient(t *testing.T) {
 		{"nil", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, isTransient(tc.err), tc.want, "%v", tc.err)
+			assert.Equal(t, IsTransient(tc.err), tc.want, "%v", tc.err)
 		})
 	}
 }
 
-// TestRetryTransient: tries, waits (Retry-After when longer than the
+// TestRetryTransient (Retry): tries, waits (Retry-After when longer than the
 // backoff), and the time budget: a wait that would end after the context's
 // deadline is not begun.
 func TestRetryTransient(t *testing.T) {
@@ -178,13 +178,13 @@ func TestRetryTransient(t *testing.T) {
 	unavailable := &transport.Error{StatusCode: http.StatusServiceUnavailable}
 	t.Run("a transient error: Steps tries", func(t *testing.T) {
 		tries := 0
-		err := retryTransient(context.Background(), b, func(context.Context) error { tries++; return unavailable })
+		err := Retry(context.Background(), b, func(context.Context) error { tries++; return unavailable })
 		assert.Equal(t, err, error(unavailable))
 		assert.Equal(t, tries, 5)
 	})
 	t.Run("a final error: one try", func(t *testing.T) {
 		tries := 0
-		err := retryTransient(context.Background(), b, func(context.Context) error {
+		err := Retry(context.Background(), b, func(context.Context) error {
 			tries++
 			return &transport.Error{StatusCode: http.StatusUnauthorized}
 		})
@@ -196,19 +196,19 @@ func TestRetryTransient(t *testing.T) {
 		defer cancel()
 		tries := 0
 		start := time.Now()
-		err := retryTransient(ctx, b, func(ctx context.Context) error {
+		err := Retry(ctx, b, func(ctx context.Context) error {
 			tries++
 			ctx.Value(retryHintKey{}).(*retryHint).set(2 * time.Minute)
 			return unavailable
 		})
-		assert.Assert(t, errors.Is(err, errBudget), "%v", err)
+		assert.Assert(t, errors.Is(err, ErrBudget), "%v", err)
 		assert.Assert(t, errors.Is(err, unavailable))
 		assert.Equal(t, tries, 1)
 		assert.Assert(t, time.Since(start) < 10*time.Second)
 	})
 	t.Run("a fresh hint each try", func(t *testing.T) {
 		var hints []*retryHint
-		_ = retryTransient(context.Background(), b, func(ctx context.Context) error {
+		_ = Retry(context.Background(), b, func(ctx context.Context) error {
 			hints = append(hints, ctx.Value(retryHintKey{}).(*retryHint))
 			return unavailable
 		})

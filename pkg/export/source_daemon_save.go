@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // openDaemonStream reads the image ref from the Docker daemon with one
@@ -32,7 +34,7 @@ import (
 func openDaemonStream(ctx context.Context, ref name.Reference, o sourceOptions) (Artifact, error) {
 	if _, err := o.docker.ImageInspect(ctx, ref.Name()); err != nil {
 		if isNotFound(err) {
-			return nil, inputErrorf("the Docker daemon has no image %s: %w", ref, err)
+			return nil, badinput.Errorf("the Docker daemon has no image %s: %w", ref, err)
 		}
 		return nil, fmt.Errorf("docker daemon: %w", err)
 	}
@@ -227,5 +229,5 @@ func (s saveStream) image(o sourceOptions) (Artifact, error) {
 		l.once.Do(func() {}) // compressed already
 		layers[i] = l
 	}
-	return newRawImage(rawCfg, layers, o.compression)
+	return newRawImage(rawCfg, layers, o.compression, o.compressJobs)
 }

@@ -1,10 +1,11 @@
-package results
+package termination
 
 import (
 	"encoding/json"
 	"log/slog"
-	"strings"
 	"unicode/utf8"
+
+	"github.com/exportreport/exportreport/pkg/badinput"
 )
 
 // StepErrorKey is the key of the entry WriteStepError adds to a Tekton
@@ -32,7 +33,7 @@ const stepErrorMax = 2048
 // atomically, or rewritten in place when it is a bind mount, never through
 // a symlink.
 func WriteStepError(path, msg string) error {
-	line := strings.Join(strings.Fields(msg), " ")
+	line := badinput.Fold(msg)
 	if len(line) > stepErrorMax {
 		cut := stepErrorMax
 		for cut > 0 && !utf8.RuneStart(line[cut]) {
@@ -48,5 +49,5 @@ func WriteStepError(path, msg string) error {
 	if err != nil {
 		return err
 	}
-	return writeMessage(path, data, false, slog.New(slog.DiscardHandler))
+	return Write(path, data, false, slog.New(slog.DiscardHandler))
 }

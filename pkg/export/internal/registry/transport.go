@@ -1,8 +1,7 @@
-package export
+package registry
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -14,25 +13,21 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/exportreport/exportreport/pkg/insecure"
+	"github.com/exportreport/exportreport/pkg/insecureregistry"
 )
-
-// newRegistryTransport returns base, or when nil a clone of
-// remote.DefaultTransport that verifies TLS for every host except the
-// insecure ones. TLS verification is switched off per request host, never
-// globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
-func newRegistryTransport(base http.RoundTripper, insecureHosts insecure.Hosts) http.RoundTripper {
-	return newRegistryTransportIdle(base, insecureHosts, DefaultIdleTimeout)
-}
 
 // DefaultIdleTimeout is how long a registry connection may go without a
 // byte moving either way before it is given up (Options.IdleTimeout).
 const DefaultIdleTimeout = 2 * time.Minute
 
-// newRegistryTransportIdle is newRegistryTransport whose connections fail
-// after idle without a byte read or written (a stalled registry): the
-// request then fails like a reset, and is retried or fails the export.
-func newRegistryTransportIdle(base http.RoundTripper, insecureHosts insecure.Hosts, idle time.Duration) http.RoundTripper {
+// NewTransport returns base, or when nil a clone of
+// remote.DefaultTransport that verifies TLS for every host except the
+// insecure ones. TLS verification is switched off per request host, never
+// globally; SSL_CERT_FILE and SSL_CERT_DIR work through Go's system roots.
+// Its connections fail after idle (if > 0) without a byte read or written
+// (a stalled registry): the request then fails like a reset, and is
+// retried or fails the export.
+func NewTransport(base http.RoundTripper, insecureHosts insecureregistry.Hosts, idle time.Duration) http.RoundTripper {
 	if base != nil {
 		return base
 	}
@@ -50,12 +45,7 @@ func newRegistryTransportIdle(base http.RoundTripper, insecureHosts insecure.Hos
 	if len(insecureHosts) == 0 {
 		return secure
 	}
-	unverified := secure.Clone()
-	if unverified.TLSClientConfig == nil {
-		unverified.TLSClientConfig = &tls.Config{}
-	}
-	unverified.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // only for hosts given with -insecure-registry
-	return &hostTLSTransport{secure: secure, unverified: unverified, insecure: insecureHosts}
+	return &hostTLSTransport{secure: secure, unverified: insecureregistry.Unverified(secure), insecure: insecureHosts}
 }
 
 // idleConn fails once no byte has moved in either direction for idle. Every
@@ -140,7 +130,7 @@ type writerOnly struct{ io.Writer }
 // that skips TLS verification, and all others through a verifying one.
 type hostTLSTransport struct {
 	secure, unverified http.RoundTripper
-	insecure           insecure.Hosts
+	insecure           insecureregistry.Hosts
 }
 
 func (t *hostTLSTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -158,7 +148,7 @@ func (t *hostTLSTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 const maxRetryAfter = 10 * time.Second
 
 // retryHint is where retryAfterTransport leaves a registry's Retry-After
-// for the retry loop above it (retryTransient), which puts a fresh one into
+// for the retry loop above it (Retry), which puts a fresh one into
 // the context of each try and waits at least that long before the next.
 type retryHint struct {
 	mu   sync.Mutex
@@ -179,7 +169,7 @@ func (h *retryHint) get() time.Duration {
 	return h.wait
 }
 
-// withRetryAfter makes a 429 or 503 response carrying Retry-After delay the
+// WithRetryAfter makes a 429 or 503 response carrying Retry-After delay the
 // next try of its request, capped at maxRetryAfter. Under export-step's own
 // retry loop (a retryHint in the request's context) it only tells the loop,
 // which waits; it never retries anything itself. Under go-containerregistry's
@@ -187,7 +177,7 @@ func (h *retryHint) get() time.Duration {
 // which know nothing of Retry-After, the response is held back that long,
 // but never past the context's deadline (the export's time budget), and a
 // cancelled request ends the wait.
-func withRetryAfter(next http.RoundTripper) http.RoundTripper {
+func WithRetryAfter(next http.RoundTripper) http.RoundTripper {
 	return &retryAfterTransport{next: next, now: time.Now}
 }
 
