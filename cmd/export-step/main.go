@@ -61,6 +61,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	// Logs (info, or warnings only with -quiet) and progress lines go to
 	// stderr through the one serialised writer export.Run makes of it.
 	rep, err := export.Run(ctx, opts)
+	if err != nil && len(opts.Tags) == 0 {
+		err = fmt.Errorf("%w; usage: export-step [flags] IMAGE [IMAGE...]", err)
+	}
 	if err != nil {
 		if errors.Is(err, badinput.Err) || errors.Is(err, report.ErrInvalid) {
 			return fail(2, err)

@@ -216,7 +216,7 @@ func TestBadUsageExitsTwoAndTouchesNothing(t *testing.T) {
 		args []string
 		want string
 	}{
-		{name: "no IMAGE", args: ok, want: "no destination IMAGE"},
+		{name: "no IMAGE", args: ok, want: "no destination IMAGE given; usage: export-step [flags] IMAGE [IMAGE...]"},
 		{name: "unknown flag", args: append([]string{"-nope"}, append(ok, tag)...), want: "-nope"},
 		{name: "jobs 0", args: append([]string{"-jobs", "0"}, append(ok, tag)...), want: "-jobs"},
 		{name: "jobs negative", args: append([]string{"-jobs", "-3"}, append(ok, tag)...), want: "-jobs"},
